@@ -1,0 +1,140 @@
+package secrettree
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/mlsmode/mlsmode/mls/internal/suite"
+	tv "github.com/mlsmode/mlsmode/mls/internal/testvectors"
+	"github.com/mlsmode/mlsmode/mls/internal/treemath"
+)
+
+func TestVectors(t *testing.T) {
+	t.Run("secret-tree", func(t *testing.T) {
+		var cases []struct {
+			CipherSuite uint16 `json:"cipher_suite"`
+			SenderData  struct {
+				SenderDataSecret tv.Hex `json:"sender_data_secret"`
+				Ciphertext       tv.Hex
+				Key              tv.Hex
+				Nonce            tv.Hex
+			} `json:"sender_data"`
+			EncryptionSecret tv.Hex `json:"encryption_secret"`
+			Leaves           [][]struct {
+				Generation       uint32
+				HandshakeKey     tv.Hex `json:"handshake_key"`
+				HandshakeNonce   tv.Hex `json:"handshake_nonce"`
+				ApplicationKey   tv.Hex `json:"application_key"`
+				ApplicationNonce tv.Hex `json:"application_nonce"`
+			}
+		}
+		tv.Load(t, "secret-tree", &cases)
+		count := tv.NewCounter(t, "secret-tree")
+		for i, c := range cases {
+			s, err := suite.Lookup(suite.ID(c.CipherSuite))
+			if errors.Is(err, suite.ErrUnsupported) {
+				count.Unsupported(c.CipherSuite)
+				continue
+			}
+			t.Run(fmt.Sprintf("suite=%d/case=%d", c.CipherSuite, i), func(t *testing.T) {
+				sd := c.SenderData
+				key, nonce, err := SenderDataKeyNonce(s, sd.SenderDataSecret, sd.Ciphertext)
+				if err != nil || !bytes.Equal(key, sd.Key) || !bytes.Equal(nonce, sd.Nonce) {
+					t.Errorf("sender data key/nonce = %x/%x, %v; want %x/%x", key, nonce, err, sd.Key, sd.Nonce)
+				}
+				tree, err := New(s, c.EncryptionSecret, uint32(len(c.Leaves)), DefaultConfig)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for leaf, gens := range c.Leaves {
+					for _, g := range gens {
+						for _, k := range []struct {
+							kind       Kind
+							key, nonce []byte
+						}{{Handshake, g.HandshakeKey, g.HandshakeNonce}, {Application, g.ApplicationKey, g.ApplicationNonce}} {
+							kn, err := tree.Get(k.kind, treemath.LeafIndex(leaf), g.Generation)
+							if err != nil || !bytes.Equal(kn.Key, k.key) || !bytes.Equal(kn.Nonce, k.nonce) {
+								t.Errorf("leaf %d %s gen %d: %x/%x, %v; want %x/%x", leaf, k.kind, g.Generation, kn.Key, kn.Nonce, err, k.key, k.nonce)
+							}
+						}
+					}
+				}
+			})
+			count.Ran(c.CipherSuite)
+		}
+	})
+}
+
+func newTree(t *testing.T, cfg Config) *Tree {
+	s, _ := suite.Lookup(suite.X25519AES128GCMSHA256Ed25519)
+	tree, err := New(s, bytes.Repeat([]byte{1}, 32), 4, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+func TestSenderAndReceiverAgree(t *testing.T) {
+	send, recv := newTree(t, DefaultConfig), newTree(t, DefaultConfig)
+	var sent []KeyNonce
+	for range 5 {
+		kn, err := send.Next(Application, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, kn)
+	}
+	// Out of order: 3, 0, 4, 1, 2.
+	for _, g := range []int{3, 0, 4, 1, 2} {
+		kn, err := recv.Get(Application, 2, uint32(g))
+		if err != nil || !bytes.Equal(kn.Key, sent[g].Key) || !bytes.Equal(kn.Nonce, sent[g].Nonce) {
+			t.Fatalf("generation %d: %v", g, err)
+		}
+	}
+	// The handshake ratchet is independent.
+	hs, _ := recv.Get(Handshake, 2, 0)
+	if bytes.Equal(hs.Key, sent[0].Key) {
+		t.Fatal("handshake and application ratchets share keys")
+	}
+}
+
+func TestUsedKeysAreDeleted(t *testing.T) {
+	tree := newTree(t, DefaultConfig)
+	if _, err := tree.Get(Application, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.Get(Application, 1, 3); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("second Get of generation 3: %v, want ErrGenerationUsed", err)
+	}
+	if _, err := tree.Get(Application, 1, 1); err != nil {
+		t.Fatalf("skipped generation 1: %v", err)
+	}
+	if _, err := tree.Get(Application, 1, 1); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("second Get of generation 1: %v, want ErrGenerationUsed", err)
+	}
+	// Tree node secrets on leaf 1's path are gone once its ratchets exist.
+	if tree.nodes[treemath.LeafIndex(1).Node()] != nil || tree.nodes[treemath.Root(4)] != nil {
+		t.Fatal("secrets above a derived leaf were kept")
+	}
+}
+
+func TestWindows(t *testing.T) {
+	tree := newTree(t, Config{OutOfOrder: 2, MaxForward: 10})
+	if _, err := tree.Get(Application, 0, 11); !errors.Is(err, ErrTooFarAhead) {
+		t.Fatalf("generation 11 with MaxForward 10: %v", err)
+	}
+	if _, err := tree.Get(Application, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.Get(Application, 0, 7); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("generation 7, 3 below 10 with a window of 2: %v", err)
+	}
+	if _, err := tree.Get(Application, 0, 8); err != nil {
+		t.Fatalf("generation 8, inside the window: %v", err)
+	}
+	if _, err := tree.Get(Application, 4, 0); !errors.Is(err, ErrLeaf) {
+		t.Fatalf("leaf 4 of 4: %v", err)
+	}
+}
