@@ -227,6 +227,17 @@ func (t *Tree) Get(k Kind, leaf treemath.LeafIndex, g uint32) (KeyNonce, error) 
 	return kn, nil
 }
 
+// Restore gives back a key that Get handed out but that did not decrypt its
+// message, so that a forged message cannot burn the key of the genuine one.
+// It is kept like a skipped key: only inside the out-of-order window.
+func (t *Tree) Restore(k Kind, leaf treemath.LeafIndex, kn KeyNonce) {
+	r, ok := t.ratchets[k][leaf]
+	if !ok || kn.Generation >= r.next || r.next-1-kn.Generation > t.cfg.OutOfOrder {
+		return
+	}
+	r.kept[kn.Generation] = kn
+}
+
 // SenderDataKeyNonce derives the key and nonce that protect the sender data
 // of a PrivateMessage whose ciphertext is ciphertext (RFC 9420 §6.3.2).
 func SenderDataKeyNonce(s *suite.Suite, senderDataSecret, ciphertext []byte) (key, nonce []byte, err error) {

@@ -138,3 +138,19 @@ func TestWindows(t *testing.T) {
 		t.Fatalf("leaf 4 of 4: %v", err)
 	}
 }
+
+func TestRestore(t *testing.T) {
+	tree := newTree(t, DefaultConfig)
+	kn, err := tree.Get(Application, 3, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.Restore(Application, 3, kn)
+	again, err := tree.Get(Application, 3, 5)
+	if err != nil || !bytes.Equal(again.Key, kn.Key) {
+		t.Fatalf("restored key: %v", err)
+	}
+	if _, err := tree.Get(Application, 3, 5); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("after second use: %v", err)
+	}
+}

@@ -396,37 +396,68 @@ func (s *Suite) GenerateSignatureKey() (priv, pub []byte, err error) {
 
 // SignaturePublicKey returns the public key of the private key priv.
 func (s *Suite) SignaturePublicKey(priv []byte) ([]byte, error) {
+	k, err := s.NewSigningKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return k.PublicKey(), nil
+}
+
+// SignWithLabel is RFC 9420 §5.1.2's SignWithLabel with the serialized
+// private key priv. Callers that sign repeatedly should keep a SigningKey.
+func (s *Suite) SignWithLabel(priv []byte, label string, content []byte) ([]byte, error) {
+	k, err := s.NewSigningKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return k.SignWithLabel(label, content)
+}
+
+// SigningKey is a parsed signature private key of one suite.
+type SigningKey struct {
+	s     *Suite
+	ed    ed25519.PrivateKey
+	ecdsa *ecdsa.PrivateKey
+	pub   []byte
+}
+
+// NewSigningKey parses a serialized signature private key.
+func (s *Suite) NewSigningKey(priv []byte) (*SigningKey, error) {
 	switch s.sig {
 	case sigEd25519:
 		if len(priv) != ed25519.SeedSize {
 			return nil, fmt.Errorf("mls: Ed25519 private key is %d bytes, want %d", len(priv), ed25519.SeedSize)
 		}
-		return ed25519.NewKeyFromSeed(priv).Public().(ed25519.PublicKey), nil
+		k := ed25519.NewKeyFromSeed(priv)
+		return &SigningKey{s: s, ed: k, pub: k.Public().(ed25519.PublicKey)}, nil
 	default:
+		// Some encoders drop leading zero bytes of the big-endian scalar
+		// (a P-521 scalar is 66 bytes, and one in 128 starts with a zero).
+		if size := (s.curve.Params().BitSize + 7) / 8; len(priv) < size {
+			priv = append(make([]byte, size-len(priv)), priv...)
+		}
 		k, err := ecdsa.ParseRawPrivateKey(s.curve, priv)
 		if err != nil {
 			return nil, fmt.Errorf("mls: ECDSA private key: %w", err)
 		}
-		return k.PublicKey.Bytes()
+		pub, err := k.PublicKey.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		return &SigningKey{s: s, ecdsa: k, pub: pub}, nil
 	}
 }
 
+// PublicKey returns the serialized public key.
+func (k *SigningKey) PublicKey() []byte { return k.pub }
+
 // SignWithLabel is RFC 9420 §5.1.2's SignWithLabel.
-func (s *Suite) SignWithLabel(priv []byte, label string, content []byte) ([]byte, error) {
+func (k *SigningKey) SignWithLabel(label string, content []byte) ([]byte, error) {
 	msg := signContent(label, content)
-	switch s.sig {
-	case sigEd25519:
-		if len(priv) != ed25519.SeedSize {
-			return nil, fmt.Errorf("mls: Ed25519 private key is %d bytes, want %d", len(priv), ed25519.SeedSize)
-		}
-		return ed25519.Sign(ed25519.NewKeyFromSeed(priv), msg), nil
-	default:
-		k, err := ecdsa.ParseRawPrivateKey(s.curve, priv)
-		if err != nil {
-			return nil, fmt.Errorf("mls: ECDSA private key: %w", err)
-		}
-		return ecdsa.SignASN1(rand.Reader, k, s.digest(msg))
+	if k.ed != nil {
+		return ed25519.Sign(k.ed, msg), nil
 	}
+	return ecdsa.SignASN1(rand.Reader, k.ecdsa, k.s.digest(msg))
 }
 
 func (s *Suite) digest(msg []byte) []byte {
