@@ -82,11 +82,12 @@ type Tree struct {
 	ratchets [2]map[treemath.LeafIndex]*ratchet
 }
 
-// New returns the secret tree of a group with the given number of leaves
-// whose root secret is encryptionSecret. The tree keeps its own copy.
+// New returns the secret tree of a ratchet tree with the given number of
+// leaves (a power of two, RFC 9420 §7.8) whose root secret is
+// encryptionSecret. The tree keeps its own copy.
 func New(s *suite.Suite, encryptionSecret []byte, leaves uint32, cfg Config) (*Tree, error) {
-	if leaves == 0 {
-		return nil, errors.New("mls: secret tree with no leaves")
+	if leaves == 0 || leaves&(leaves-1) != 0 {
+		return nil, fmt.Errorf("mls: secret tree with %d leaves: a ratchet tree has a power of two", leaves)
 	}
 	if cfg.MaxForward == 0 {
 		cfg.MaxForward = DefaultMaxForward

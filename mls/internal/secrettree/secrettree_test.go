@@ -137,6 +137,12 @@ func TestWindows(t *testing.T) {
 	if _, err := tree.Get(Application, 4, 0); !errors.Is(err, ErrLeaf) {
 		t.Fatalf("leaf 4 of 4: %v", err)
 	}
+	s, _ := suite.Lookup(suite.X25519AES128GCMSHA256Ed25519)
+	for _, n := range []uint32{0, 3, 6} {
+		if _, err := New(s, make([]byte, 32), n, DefaultConfig); err == nil {
+			t.Fatalf("a secret tree of %d leaves", n)
+		}
+	}
 }
 
 func TestRestore(t *testing.T) {
