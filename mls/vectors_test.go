@@ -5,8 +5,11 @@ import "testing"
 // TestVectors runs the official MLS test vectors that concern this package;
 // the internal packages run their own (crypto-basics, tree-math,
 // key-schedule, psk_secret, secret-tree). Each subtest logs how many cases
-// ran.
+// ran per cipher suite and how many could not run because their suite is not
+// implemented.
 func TestVectors(t *testing.T) {
 	t.Run("messages", testVectorsMessages)
 	t.Run("deserialization", testVectorsDeserialization)
+	t.Run("transcript-hashes", testVectorsTranscriptHashes)
+	t.Run("message-protection", testVectorsMessageProtection)
 }
