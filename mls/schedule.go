@@ -2,6 +2,7 @@ package mls
 
 import (
 	"github.com/mlsmode/mlsmode/mls/internal/keyschedule"
+	"github.com/mlsmode/mlsmode/mls/internal/suite"
 )
 
 // EpochSecrets are the secrets of one epoch (RFC 9420 §8): the joiner,
@@ -18,30 +19,25 @@ type EpochSecrets struct {
 // secret for an external commit), the commit secret (nil for a commit
 // without a path: the zero string) and the PSK secret (nil without PSKs).
 func KeySchedule(ctx *GroupContext, initSecret, commitSecret, pskSecret []byte) (*EpochSecrets, error) {
-	s, err := ctx.CipherSuite.impl()
-	if err != nil {
-		return nil, err
-	}
-	gc, err := ctx.MarshalMLS()
-	if err != nil {
-		return nil, err
-	}
-	if commitSecret == nil {
-		commitSecret = keyschedule.Zero(s)
-	}
-	if pskSecret == nil {
-		pskSecret = keyschedule.Zero(s)
-	}
-	e, err := keyschedule.New(s, initSecret, commitSecret, pskSecret, gc)
-	if err != nil {
-		return nil, errorf("key schedule of epoch %d: %w", ctx.Epoch, err)
-	}
-	return &EpochSecrets{Epoch: *e, cs: ctx.CipherSuite}, nil
+	return runSchedule(ctx, pskSecret, func(s *suite.Suite, pskSecret, gc []byte) (*keyschedule.Epoch, error) {
+		if commitSecret == nil {
+			commitSecret = keyschedule.Zero(s)
+		}
+		return keyschedule.New(s, initSecret, commitSecret, pskSecret, gc)
+	})
 }
 
 // KeyScheduleFromJoiner runs the key schedule from a joiner secret, as a
 // member joining from a Welcome does. pskSecret nil means no PSKs.
 func KeyScheduleFromJoiner(ctx *GroupContext, joinerSecret, pskSecret []byte) (*EpochSecrets, error) {
+	return runSchedule(ctx, pskSecret, func(s *suite.Suite, pskSecret, gc []byte) (*keyschedule.Epoch, error) {
+		return keyschedule.FromJoiner(s, joinerSecret, pskSecret, gc)
+	})
+}
+
+// runSchedule encodes ctx, defaults an absent PSK secret to zero and runs
+// one form of the schedule.
+func runSchedule(ctx *GroupContext, pskSecret []byte, run func(s *suite.Suite, pskSecret, gc []byte) (*keyschedule.Epoch, error)) (*EpochSecrets, error) {
 	s, err := ctx.CipherSuite.impl()
 	if err != nil {
 		return nil, err
@@ -53,9 +49,9 @@ func KeyScheduleFromJoiner(ctx *GroupContext, joinerSecret, pskSecret []byte) (*
 	if pskSecret == nil {
 		pskSecret = keyschedule.Zero(s)
 	}
-	e, err := keyschedule.FromJoiner(s, joinerSecret, pskSecret, gc)
+	e, err := run(s, pskSecret, gc)
 	if err != nil {
-		return nil, errorf("key schedule of epoch %d from the joiner secret: %w", ctx.Epoch, err)
+		return nil, errorf("key schedule of epoch %d: %w", ctx.Epoch, err)
 	}
 	return &EpochSecrets{Epoch: *e, cs: ctx.CipherSuite}, nil
 }

@@ -97,41 +97,6 @@ func (id *PreSharedKeyID) UnmarshalMLS(b []byte) error {
 	return unmarshalInto(b, "pre_shared_key_id", id)
 }
 
-// PSKLabel is the context of a PSK's "derived psk" expansion (RFC 9420
-// §8.4).
-type PSKLabel struct {
-	ID    PreSharedKeyID
-	Index uint16
-	Count uint16
-}
-
-func (l *PSKLabel) encode(w *codec.Writer) {
-	l.ID.encode(w)
-	w.Uint16(l.Index)
-	w.Uint16(l.Count)
-}
-
-func (l *PSKLabel) decode(r *codec.Reader) {
-	l.ID.decode(r)
-	r.Uint16("psk_label.index", &l.Index)
-	r.Uint16("psk_label.count", &l.Count)
-}
-
-// MarshalMLS encodes the PSKLabel.
-func (l *PSKLabel) MarshalMLS() ([]byte, error) { return marshal(l) }
-
-// UnmarshalMLS decodes a PSKLabel.
-func (l *PSKLabel) UnmarshalMLS(b []byte) error { return unmarshalInto(b, "psk_label", l) }
-
-// EncodePSKLabel returns the encoded PSKLabel for the index-th of count PSKs.
-func EncodePSKLabel(id *PreSharedKeyID, index, count uint16) ([]byte, error) {
-	return codec.Marshal(func(w *codec.Writer) {
-		id.encode(w)
-		w.Uint16(index)
-		w.Uint16(count)
-	})
-}
-
 // PreSharedKey proposes injecting a PSK into the key schedule (RFC 9420
 // §12.1.4).
 type PreSharedKey struct {

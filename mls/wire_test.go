@@ -595,13 +595,6 @@ func TestWireTBS(t *testing.T) {
 	if err != nil || !bytes.Equal(in, []byte{3, 't', 'a', 'g'}) {
 		t.Errorf("InterimTranscriptHashInput = %x (%v)", in, err)
 	}
-
-	id := wireTestProposals()[3].PreSharedKey.PSK
-	label, err := EncodePSKLabel(&id, 1, 2)
-	want = append(wireMustMarshal(t, &id), 0, 1, 0, 2)
-	if err != nil || !bytes.Equal(label, want) {
-		t.Errorf("EncodePSKLabel = %x (%v), want %x", label, err, want)
-	}
 }
 
 func TestExtensionsFind(t *testing.T) {
