@@ -12,4 +12,7 @@ func TestVectors(t *testing.T) {
 	t.Run("deserialization", testVectorsDeserialization)
 	t.Run("transcript-hashes", testVectorsTranscriptHashes)
 	t.Run("message-protection", testVectorsMessageProtection)
+	t.Run("tree-validation", testVectorsTreeValidation)
+	t.Run("tree-operations", testVectorsTreeOperations)
+	t.Run("treekem", testVectorsTreeKEM)
 }
