@@ -121,15 +121,6 @@ func (k *EpochKeys) checkEpoch(groupID []byte, epoch uint64) error {
 // sign fills auth for c sent in wire format wf.
 func (k *EpochKeys) sign(wf WireFormat, c *FramedContent, signer *Signer, confirmationTag []byte) (FramedContentAuthData, error) {
 	var auth FramedContentAuthData
-	if signer == nil {
-		return auth, errNilSigner
-	}
-	if signer.CipherSuite() != k.ctx.CipherSuite {
-		return auth, errorf("signer is for %v, the group uses %v", signer.CipherSuite(), k.ctx.CipherSuite)
-	}
-	if err := k.checkEpoch(c.GroupID, c.Epoch); err != nil {
-		return auth, err
-	}
 	if c.ContentType == ContentTypeCommit {
 		if len(confirmationTag) == 0 {
 			return auth, fmt.Errorf("%w: a commit needs a confirmation tag", ErrContent)
@@ -138,14 +129,36 @@ func (k *EpochKeys) sign(wf WireFormat, c *FramedContent, signer *Signer, confir
 	} else if len(confirmationTag) != 0 {
 		return auth, fmt.Errorf("%w: only commits carry a confirmation tag", ErrContent)
 	}
-	tbs, err := FramedContentTBS(wf, c, &k.ctx)
+	var err error
+	auth.Signature, err = k.signature(wf, c, signer)
+	return auth, err
+}
+
+// signature signs c for wire format wf under this epoch's group context.
+func (k *EpochKeys) signature(wf WireFormat, c *FramedContent, signer *Signer) ([]byte, error) {
+	if signer == nil {
+		return nil, errNilSigner
+	}
+	if signer.CipherSuite() != k.ctx.CipherSuite {
+		return nil, errorf("signer is for %v, the group uses %v", signer.CipherSuite(), k.ctx.CipherSuite)
+	}
+	if err := k.checkEpoch(c.GroupID, c.Epoch); err != nil {
+		return nil, err
+	}
+	return signFramedContent(wf, c, &k.ctx, signer)
+}
+
+// signFramedContent signs FramedContentTBS (RFC 9420 §6.1).
+func signFramedContent(wf WireFormat, c *FramedContent, ctx *GroupContext, signer *Signer) ([]byte, error) {
+	tbs, err := FramedContentTBS(wf, c, ctx)
 	if err != nil {
-		return auth, err
+		return nil, err
 	}
-	if auth.Signature, err = signer.SignWithLabel(labelFramedContent, tbs); err != nil {
-		return auth, errorf("signing framed content: %w", err)
+	sig, err := signer.SignWithLabel(labelFramedContent, tbs)
+	if err != nil {
+		return nil, errorf("signing framed content: %w", err)
 	}
-	return auth, nil
+	return sig, nil
 }
 
 // verify checks the signature on content c sent in wire format wf.
@@ -179,6 +192,12 @@ func (k *EpochKeys) ProtectPublic(c *FramedContent, signer *Signer, confirmation
 	if err != nil {
 		return nil, err
 	}
+	return k.framePublic(c, auth)
+}
+
+// framePublic frames signed content as a PublicMessage, adding the
+// membership tag for a member sender.
+func (k *EpochKeys) framePublic(c *FramedContent, auth FramedContentAuthData) (*PublicMessage, error) {
 	m := &PublicMessage{Content: *c, Auth: auth}
 	if c.Sender.SenderType == SenderTypeMember {
 		tbm, err := AuthenticatedContentTBM(WireFormatPublicMessage, c, &auth, &k.ctx)
@@ -239,6 +258,12 @@ func (k *EpochKeys) ProtectPrivate(c *FramedContent, signer *Signer, confirmatio
 	if err != nil {
 		return nil, err
 	}
+	return k.sealPrivate(c, auth)
+}
+
+// sealPrivate encrypts signed content as a PrivateMessage with the next key
+// of the sender's ratchet.
+func (k *EpochKeys) sealPrivate(c *FramedContent, auth FramedContentAuthData) (*PrivateMessage, error) {
 	pmc := PrivateMessageContent{ContentType: c.ContentType, Application: c.Application, Proposal: c.Proposal, Commit: c.Commit, Auth: auth}
 	plain, err := codec.Marshal(func(w *codec.Writer) { pmc.encode(w, 0) })
 	if err != nil {

@@ -15,4 +15,7 @@ func TestVectors(t *testing.T) {
 	t.Run("tree-validation", testVectorsTreeValidation)
 	t.Run("tree-operations", testVectorsTreeOperations)
 	t.Run("treekem", testVectorsTreeKEM)
+	t.Run("welcome", testVectorsWelcome)
+	t.Run("passive-client-welcome", testVectorsPassive("passive-client-welcome"))
+	t.Run("passive-client-handling-commit", testVectorsPassive("passive-client-handling-commit"))
 }

@@ -78,6 +78,9 @@ type Suite struct {
 	keySize int
 	sig     sigScheme
 	curve   elliptic.Curve // ECDSA curve
+	// nistPriv is the HPKE private key length of a NIST-curve KEM, whose
+	// big-endian scalars some encoders shorten by their leading zeros.
+	nistPriv int
 }
 
 var suites = map[ID]*Suite{
@@ -89,7 +92,7 @@ var suites = map[ID]*Suite{
 	P256AES128GCMSHA256P256: {
 		id: P256AES128GCMSHA256P256, name: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
 		newHash: sha256.New, hashID: crypto.SHA256, kem: hpke.DHKEM(ecdh.P256()), kdf: hpke.HKDFSHA256(),
-		aeadID: hpke.AES128GCM(), aead: aeadAESGCM, keySize: 16, sig: sigECDSA, curve: elliptic.P256(),
+		aeadID: hpke.AES128GCM(), aead: aeadAESGCM, keySize: 16, sig: sigECDSA, curve: elliptic.P256(), nistPriv: 32,
 	},
 	X25519ChaCha20Poly1305SHA256Ed25519: {
 		id: X25519ChaCha20Poly1305SHA256Ed25519, name: "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
@@ -99,12 +102,12 @@ var suites = map[ID]*Suite{
 	P521AES256GCMSHA512P521: {
 		id: P521AES256GCMSHA512P521, name: "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
 		newHash: sha512.New, hashID: crypto.SHA512, kem: hpke.DHKEM(ecdh.P521()), kdf: hpke.HKDFSHA512(),
-		aeadID: hpke.AES256GCM(), aead: aeadAESGCM, keySize: 32, sig: sigECDSA, curve: elliptic.P521(),
+		aeadID: hpke.AES256GCM(), aead: aeadAESGCM, keySize: 32, sig: sigECDSA, curve: elliptic.P521(), nistPriv: 66,
 	},
 	P384AES256GCMSHA384P384: {
 		id: P384AES256GCMSHA384P384, name: "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
 		newHash: sha512.New384, hashID: crypto.SHA384, kem: hpke.DHKEM(ecdh.P384()), kdf: hpke.HKDFSHA384(),
-		aeadID: hpke.AES256GCM(), aead: aeadAESGCM, keySize: 32, sig: sigECDSA, curve: elliptic.P384(),
+		aeadID: hpke.AES256GCM(), aead: aeadAESGCM, keySize: 32, sig: sigECDSA, curve: elliptic.P384(), nistPriv: 48,
 	},
 	XWingAES256GCMSHA512Ed25519: {
 		id: XWingAES256GCMSHA512Ed25519, name: "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
@@ -288,7 +291,7 @@ func (s *Suite) EncryptWithLabel(pub []byte, label string, context, plaintext []
 
 // DecryptWithLabel is RFC 9420 §5.1.3's DecryptWithLabel.
 func (s *Suite) DecryptWithLabel(priv []byte, label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
-	sk, err := s.kem.NewPrivateKey(priv)
+	sk, err := s.hpkePrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("mls: HPKE private key: %w", err)
 	}
@@ -305,6 +308,50 @@ func (s *Suite) DecryptWithLabel(priv []byte, label string, context, kemOutput, 
 		return nil, fmt.Errorf("mls: HPKE open: %w", err)
 	}
 	return pt, nil
+}
+
+const externalInitLabel = "MLS 1.0 external init secret"
+
+// ExternalInit is the joiner's half of RFC 9420 §8.3: an HPKE base-mode
+// context to the group's external public key, returning the KEM output for
+// the ExternalInit proposal and the exported init secret.
+func (s *Suite) ExternalInit(externalPub []byte) (kemOutput, initSecret []byte, err error) {
+	pk, err := s.kem.NewPublicKey(externalPub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mls: external public key: %w", err)
+	}
+	enc, sender, err := hpke.NewSender(pk, s.kdf, s.aeadID, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mls: external init encapsulation: %w", err)
+	}
+	secret, err := sender.Export(externalInitLabel, s.HashSize())
+	if err != nil {
+		return nil, nil, err
+	}
+	return enc, secret, nil
+}
+
+// ExternalInitSecret is the group's half of RFC 9420 §8.3: the init secret
+// from the KEM output of an ExternalInit proposal.
+func (s *Suite) ExternalInitSecret(externalPriv, kemOutput []byte) ([]byte, error) {
+	sk, err := s.hpkePrivateKey(externalPriv)
+	if err != nil {
+		return nil, fmt.Errorf("mls: external private key: %w", err)
+	}
+	r, err := hpke.NewRecipient(kemOutput, sk, s.kdf, s.aeadID, nil)
+	if err != nil {
+		return nil, fmt.Errorf("mls: external init decapsulation: %w", err)
+	}
+	return r.Export(externalInitLabel, s.HashSize())
+}
+
+// hpkePrivateKey parses a serialized HPKE private key, restoring the leading
+// zeros a NIST-curve scalar may have lost.
+func (s *Suite) hpkePrivateKey(priv []byte) (hpke.PrivateKey, error) {
+	if len(priv) < s.nistPriv {
+		priv = append(make([]byte, s.nistPriv-len(priv)), priv...)
+	}
+	return s.kem.NewPrivateKey(priv)
 }
 
 // DeriveKeyPair is the KEM's DeriveKeyPair (RFC 9180 §7.1.3), returning the
@@ -336,7 +383,7 @@ func hpkePair(sk hpke.PrivateKey) (priv, pub []byte, err error) {
 
 // HPKEPublicKey returns the public key of the serialized private key priv.
 func (s *Suite) HPKEPublicKey(priv []byte) ([]byte, error) {
-	sk, err := s.kem.NewPrivateKey(priv)
+	sk, err := s.hpkePrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("mls: HPKE private key: %w", err)
 	}

@@ -106,3 +106,25 @@ func TestXWingSizes(t *testing.T) {
 		t.Fatalf("X-Wing sizes: priv %d pub %d kem %d Nh %d", len(priv), len(pub), len(kem), s.HashSize())
 	}
 }
+
+func TestExternalInit(t *testing.T) {
+	for _, id := range Supported() {
+		s, _ := Lookup(id)
+		priv, pub, err := s.DeriveKeyPair(bytes.Repeat([]byte{3}, s.HashSize()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kem, secret, err := s.ExternalInit(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ExternalInitSecret(priv, kem)
+		if err != nil || !bytes.Equal(got, secret) || len(secret) != s.HashSize() {
+			t.Fatalf("%s: external init secret %x, %v; want %x", s.Name(), got, err, secret)
+		}
+		other, _, _ := s.GenerateHPKEKey()
+		if got, err := s.ExternalInitSecret(other, kem); err == nil && bytes.Equal(got, secret) {
+			t.Fatalf("%s: another key exported the same secret", s.Name())
+		}
+	}
+}
