@@ -288,7 +288,8 @@ func (g *Group) validateLeaf(t *tree, ln *LeafNode, l tm.LeafIndex, required *Re
 // CommitOptions tunes a commit.
 type CommitOptions struct {
 	// Proposals are committed by value, after the cached proposals (which
-	// go by reference unless SkipCached).
+	// go by reference unless SkipCached; this member's own cached Updates
+	// are left out, its commit's path updating its leaf instead).
 	Proposals  []*Proposal
 	SkipCached bool
 	// NoPath leaves out the UpdatePath when the proposals allow it.
@@ -350,6 +351,11 @@ func (g *Group) Commit(opts CommitOptions) (*StagedCommit, error) {
 	var por []ProposalOrRef
 	if !opts.SkipCached {
 		for _, cp := range g.proposals {
+			// The committer's own Updates are superseded by its path (RFC
+			// 9420 §12.2 forbids committing them).
+			if cp.proposal.ProposalType == ProposalTypeUpdate && cp.sender == g.memberSender() {
+				continue
+			}
 			list = append(list, resolvedProposal{p: cp.proposal, sender: cp.sender})
 			por = append(por, ProposalOrRef{Type: ProposalOrRefTypeReference, Reference: cp.ref})
 		}

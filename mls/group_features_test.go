@@ -134,7 +134,9 @@ func TestInvalidProposalLists(t *testing.T) {
 	w.add(w.members[0], 2)
 	g := w.members[0].group
 	me := g.LeafIndex()
-	rm := func(l uint32) *Proposal { return &Proposal{ProposalType: ProposalTypeRemove, Remove: &Remove{Removed: l}} }
+	rm := func(l uint32) *Proposal {
+		return &Proposal{ProposalType: ProposalTypeRemove, Remove: &Remove{Removed: l}}
+	}
 	_, kp, _ := w.newClient()
 	add := &Proposal{ProposalType: ProposalTypeAdd, Add: &Add{KeyPackage: *kp}}
 	gce := &Proposal{ProposalType: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensions{}}

@@ -11,9 +11,13 @@
 package secrettree
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
+	"github.com/mlsmode/mlsmode/mls/internal/codec"
 	"github.com/mlsmode/mlsmode/mls/internal/suite"
 	"github.com/mlsmode/mlsmode/mls/internal/treemath"
 )
@@ -256,3 +260,104 @@ func SenderDataKeyNonce(s *suite.Suite, senderDataSecret, ciphertext []byte) (ke
 }
 
 func wipe(b []byte) { clear(b) }
+
+// Leaves returns the number of leaves.
+func (t *Tree) Leaves() uint32 { return t.leaves }
+
+// Marshal encodes the tree's remaining state (secrets not yet deleted,
+// ratchet positions and kept keys) with the codec, for a caller that stores
+// group state. The encoding holds secrets.
+func (t *Tree) Marshal(w *codec.Writer) {
+	w.Uint32(t.leaves)
+	w.Uint32(t.cfg.OutOfOrder)
+	w.Uint32(t.cfg.MaxForward)
+	w.Vector(func(w *codec.Writer) {
+		for i, s := range t.nodes {
+			if s != nil {
+				w.Uint32(uint32(i))
+				w.Opaque(s)
+			}
+		}
+	})
+	for k := range t.ratchets {
+		w.Vector(func(w *codec.Writer) {
+			for _, leaf := range slices.Sorted(maps.Keys(t.ratchets[k])) {
+				r := t.ratchets[k][leaf]
+				w.Uint32(uint32(leaf))
+				w.Opaque(r.secret)
+				w.Uint32(r.next)
+				w.Vector(func(w *codec.Writer) {
+					for _, g := range slices.Sorted(maps.Keys(r.kept)) {
+						kn := r.kept[g]
+						w.Uint32(g)
+						w.Opaque(kn.Key)
+						w.Opaque(kn.Nonce)
+					}
+				})
+			}
+		})
+	}
+}
+
+// Unmarshal reads a tree written by Marshal.
+func Unmarshal(s *suite.Suite, r *codec.Reader) (*Tree, error) {
+	var leaves uint32
+	var cfg Config
+	r.Uint32("secret_tree.leaves", &leaves)
+	r.Uint32("secret_tree.out_of_order", &cfg.OutOfOrder)
+	r.Uint32("secret_tree.max_forward", &cfg.MaxForward)
+	if r.Failed() {
+		return nil, r.Err()
+	}
+	t, err := New(s, nil, leaves, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.nodes[treemath.Root(leaves)] = nil
+	r.Vector("secret_tree.nodes", func(r *codec.Reader) {
+		for !r.Empty() {
+			var i uint32
+			var sec []byte
+			r.Uint32("index", &i)
+			r.Opaque("secret", &sec)
+			if !r.Failed() && int(i) >= len(t.nodes) {
+				r.Fail("index", "node %d outside a tree of %d leaves", i, leaves)
+			}
+			if !r.Failed() {
+				t.nodes[i] = bytes.Clone(sec)
+			}
+		}
+	})
+	for k := range t.ratchets {
+		r.Vector("secret_tree.ratchets", func(r *codec.Reader) {
+			for !r.Empty() {
+				var leaf, next uint32
+				var sec []byte
+				r.Uint32("leaf", &leaf)
+				r.Opaque("secret", &sec)
+				r.Uint32("next", &next)
+				rt := &ratchet{secret: bytes.Clone(sec), next: next, kept: map[uint32]KeyNonce{}}
+				r.Vector("kept", func(r *codec.Reader) {
+					for !r.Empty() {
+						var kn KeyNonce
+						r.Uint32("generation", &kn.Generation)
+						r.Opaque("key", &kn.Key)
+						r.Opaque("nonce", &kn.Nonce)
+						kn.Key, kn.Nonce = bytes.Clone(kn.Key), bytes.Clone(kn.Nonce)
+						rt.kept[kn.Generation] = kn
+					}
+				})
+				if !r.Failed() && leaf >= leaves {
+					r.Fail("leaf", "leaf %d outside a tree of %d leaves", leaf, leaves)
+				}
+				if !r.Failed() {
+					t.ratchets[k][treemath.LeafIndex(leaf)] = rt
+				}
+			}
+		})
+	}
+	if r.Failed() {
+		return nil, r.Err()
+	}
+	return t, nil
+}

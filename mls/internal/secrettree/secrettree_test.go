@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/mlsmode/mlsmode/mls/internal/codec"
 	"github.com/mlsmode/mlsmode/mls/internal/suite"
 	tv "github.com/mlsmode/mlsmode/mls/internal/testvectors"
 	"github.com/mlsmode/mlsmode/mls/internal/treemath"
@@ -158,5 +159,48 @@ func TestRestore(t *testing.T) {
 	}
 	if _, err := tree.Get(Application, 3, 5); !errors.Is(err, ErrGenerationUsed) {
 		t.Fatalf("after second use: %v", err)
+	}
+}
+
+func TestMarshalRestoresState(t *testing.T) {
+	a := newTree(t, Config{OutOfOrder: 4, MaxForward: 100})
+	b := newTree(t, Config{OutOfOrder: 4, MaxForward: 100})
+	for range 3 {
+		if _, err := a.Next(Application, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _ := a.Next(Application, 1) // generation 3
+	late, _ := b.Get(Application, 1, 2)
+	_ = late
+	w := codec.NewWriter(nil)
+	b.Marshal(w)
+	enc, err := w.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Unmarshal(b.s, codec.NewReader(enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Generation 1 was kept, 2 used, 3 is next: all as before.
+	if _, err := c.Get(Application, 1, 1); err != nil {
+		t.Fatalf("kept generation: %v", err)
+	}
+	if _, err := c.Get(Application, 1, 2); !errors.Is(err, ErrGenerationUsed) {
+		t.Fatalf("used generation: %v", err)
+	}
+	got, err := c.Get(Application, 1, 3)
+	if err != nil || !bytes.Equal(got.Key, want.Key) {
+		t.Fatalf("next generation: %v", err)
+	}
+	// Other leaves still derive from the remaining tree secrets.
+	x, _ := a.Next(Handshake, 2)
+	y, err := c.Get(Handshake, 2, 0)
+	if err != nil || !bytes.Equal(x.Key, y.Key) {
+		t.Fatalf("another leaf after restore: %v", err)
+	}
+	if _, err := Unmarshal(b.s, codec.NewReader(enc[:len(enc)-3])); err == nil {
+		t.Fatal("truncated state accepted")
 	}
 }
