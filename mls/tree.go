@@ -421,6 +421,18 @@ func (t *tree) validate(groupID []byte, treeHash []byte, required *RequiredCapab
 			credTypes[ln.Credential.CredentialType] = true
 		}
 	}
+	// Leaf signatures are the bulk of the work: check them in parallel.
+	var leaves []tm.LeafIndex
+	for i := range t.leafCount() {
+		if t.leaf(tm.LeafIndex(i)) != nil {
+			leaves = append(leaves, tm.LeafIndex(i))
+		}
+	}
+	if err := parallel(len(leaves), func(k int) error {
+		return t.validateLeaf(t.leaf(leaves[k]), groupID, leaves[k], required, credTypes)
+	}); err != nil {
+		return err
+	}
 	for i, n := range t.nodes {
 		x := tm.NodeIndex(i)
 		if n == nil {
@@ -430,9 +442,6 @@ func (t *tree) validate(groupID []byte, treeHash []byte, required *RequiredCapab
 		if x.IsLeaf() {
 			ln := n.Leaf
 			enc = ln.EncryptionKey
-			if err := t.validateLeaf(ln, groupID, x.Leaf(), required, credTypes); err != nil {
-				return err
-			}
 			if prev, dup := sigKeys[string(ln.SignatureKey)]; dup {
 				return invalidTree("leaves %d and %d share a signature key", prev, x.Leaf())
 			}

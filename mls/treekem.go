@@ -116,15 +116,31 @@ func (t *tree) createPath(priv *treePrivate, leaf LeafNode, signer *Signer, grou
 		return nil, nil, err
 	}
 	up := &UpdatePath{LeafNode: leaf, Nodes: make([]UpdatePathNode, len(fp))}
+	type job struct {
+		step int
+		to   tm.NodeIndex
+		out  *HPKECiphertext
+	}
+	var jobs []job
 	for i, step := range fp {
 		up.Nodes[i].EncryptionKey = t.parent(step.node).EncryptionKey
-		for _, r := range t.resolution(step.copath, exclude) {
-			kem, ct, err := t.s.EncryptWithLabel(t.encryptionKey(r), labelUpdatePathNode, ctx, secrets[i])
-			if err != nil {
-				return nil, nil, fmt.Errorf("mls: encrypting the path secret of node %d to node %d: %w", step.node, r, err)
-			}
-			up.Nodes[i].EncryptedPathSecret = append(up.Nodes[i].EncryptedPathSecret, HPKECiphertext{KEMOutput: kem, Ciphertext: ct})
+		reso := t.resolution(step.copath, exclude)
+		up.Nodes[i].EncryptedPathSecret = make([]HPKECiphertext, len(reso))
+		for j, r := range reso {
+			jobs = append(jobs, job{step: i, to: r, out: &up.Nodes[i].EncryptedPathSecret[j]})
 		}
+	}
+	err = parallel(len(jobs), func(k int) error {
+		j := jobs[k]
+		kem, ct, err := t.s.EncryptWithLabel(t.encryptionKey(j.to), labelUpdatePathNode, ctx, secrets[j.step])
+		if err != nil {
+			return fmt.Errorf("mls: encrypting the path secret of node %d to node %d: %w", fp[j.step].node, j.to, err)
+		}
+		*j.out = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return up, res, nil
 }
