@@ -2,6 +2,22 @@ module github.com/mlsmode/mlsmode
 
 go 1.26.0
 
-require golang.org/x/crypto v0.58.0
+require (
+	github.com/fxamacker/cbor/v2 v2.10.0
+	github.com/matrix-org/gomatrixserverlib v0.0.0-20250815065806-6697d93cbcba
+	github.com/tidwall/sjson v1.2.5
+	golang.org/x/crypto v0.58.0
+)
 
-require golang.org/x/sys v0.49.0 // indirect
+require (
+	github.com/hashicorp/go-set/v3 v3.0.0 // indirect
+	github.com/matrix-org/util v0.0.0-20221111132719-399730281e66 // indirect
+	github.com/oleiade/lane/v2 v2.0.0 // indirect
+	github.com/sirupsen/logrus v1.9.3 // indirect
+	github.com/tidwall/gjson v1.18.0 // indirect
+	github.com/tidwall/match v1.1.1 // indirect
+	github.com/tidwall/pretty v1.2.1 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/exp v0.0.0-20220827204233-334a2380cb91 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
