@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/mlsmode/mlsmode/mls/internal/keyschedule"
+	"github.com/mlsmode/mlsmode/mls/internal/suite"
 	tm "github.com/mlsmode/mlsmode/mls/internal/treemath"
 )
 
@@ -561,24 +562,34 @@ func (g *Group) welcome(next *epochState, a *applied, gi *GroupInfo, path *pathR
 		return nil, err
 	}
 	w := &Welcome{CipherSuite: next.ctx.CipherSuite, EncryptedGroupInfo: aead.Seal(nil, nonce, giBytes, nil)}
-	for _, ad := range a.added {
+	hpkeInfo, err := suite.EncryptContext(labelWelcome, w.EncryptedGroupInfo)
+	if err != nil {
+		return nil, err
+	}
+	w.Secrets = make([]EncryptedGroupSecrets, len(a.added))
+	err = parallel(len(a.added), func(i int) error {
+		ad := a.added[i]
 		gs := GroupSecrets{JoinerSecret: next.secrets.JoinerSecret, PSKs: a.psks}
 		if path != nil {
 			gs.PathSecret = path.pathSecrets[tm.CommonAncestor(ad.leaf.Node(), next.priv.leaf.Node())]
 		}
 		plain, err := gs.MarshalMLS()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ref, err := ad.kp.Ref()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		kem, ct, err := s.EncryptWithLabel(ad.kp.InitKey, labelWelcome, w.EncryptedGroupInfo, plain)
+		kem, ct, err := s.EncryptWithInfo(ad.kp.InitKey, hpkeInfo, plain)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		w.Secrets = append(w.Secrets, EncryptedGroupSecrets{NewMember: ref, EncryptedGroupSecrets: HPKECiphertext{KEMOutput: kem, Ciphertext: ct}})
+		w.Secrets[i] = EncryptedGroupSecrets{NewMember: ref, EncryptedGroupSecrets: HPKECiphertext{KEMOutput: kem, Ciphertext: ct}}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &MLSMessage{Version: MLS10, WireFormat: WireFormatWelcome, Welcome: w}, nil
 }

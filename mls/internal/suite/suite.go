@@ -270,13 +270,25 @@ func encryptContext(label string, context []byte) ([]byte, error) {
 // EncryptWithLabel is RFC 9420 §5.1.3's EncryptWithLabel: HPKE SealBase to
 // pub with info EncryptContext and empty aad.
 func (s *Suite) EncryptWithLabel(pub []byte, label string, context, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
-	pk, err := s.kem.NewPublicKey(pub)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mls: HPKE public key: %w", err)
-	}
 	info, err := encryptContext(label, context)
 	if err != nil {
 		return nil, nil, err
+	}
+	return s.EncryptWithInfo(pub, info, plaintext)
+}
+
+// EncryptContext encodes the HPKE info of EncryptWithLabel, for callers that
+// encrypt to many keys under one large context (a Welcome's group info).
+func EncryptContext(label string, context []byte) ([]byte, error) {
+	return encryptContext(label, context)
+}
+
+// EncryptWithInfo is EncryptWithLabel with its EncryptContext already
+// encoded.
+func (s *Suite) EncryptWithInfo(pub, info, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
+	pk, err := s.kem.NewPublicKey(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mls: HPKE public key: %w", err)
 	}
 	enc, sender, err := hpke.NewSender(pk, s.kdf, s.aeadID, info)
 	if err != nil {
