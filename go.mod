@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/matrix-org/gomatrixserverlib v0.0.0-20250815065806-6697d93cbcba
+	github.com/thomas-vilte/mls-go v1.6.0
 	github.com/tidwall/sjson v1.2.5
 	golang.org/x/crypto v0.58.0
 )
