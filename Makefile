@@ -3,7 +3,7 @@
 # (test's checks plus staticcheck at a pinned version).
 GO         ?= go
 FUZZTIME   ?= 10s
-BENCHCOUNT ?= 6
+BENCHCOUNT ?= 3
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 SHELL := /bin/bash

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// benchSizes are the group sizes of the group benchmarks; the largest take
+// benchSizes are the group sizes of BenchmarkVsMLSGo; the largest take
 // seconds per operation, so `go test -bench` runs them once each.
 var benchSizes = []int{2, 10, 100, 1000, 10000}
 
@@ -69,85 +69,4 @@ func (bg *benchGroup) newKeyPackage(b *testing.B) (*KeyPackage, *KeyPackageSecre
 
 func addOne(kp *KeyPackage) CommitOptions {
 	return CommitOptions{Proposals: []*Proposal{{ProposalType: ProposalTypeAdd, Add: &Add{KeyPackage: *kp}}}, AuthenticatedData: []byte("federation")}
-}
-
-// BenchmarkCommitAddOne: a member of an n-member group commits adding one
-// member, with a path (suite 1, PrivateMessage framing).
-func BenchmarkCommitAddOne(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			bg := newBenchGroup(b, n, false)
-			kp, _, _ := bg.newKeyPackage(b)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := bg.creator.Commit(addOne(kp)); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkJoinFromWelcome: the added member joins from that commit's
-// Welcome, validating the whole tree.
-func BenchmarkJoinFromWelcome(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			bg := newBenchGroup(b, n, false)
-			kp, sec, s := bg.newKeyPackage(b)
-			sc, err := bg.creator.Commit(addOne(kp))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := JoinFromWelcome(sc.Welcome.Welcome, JoinParams{KeyPackage: kp, Secrets: sec, Signer: s}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkProcessCommit: another member processes that commit (staged, not
-// merged, so every iteration sees the same state). The commit is a
-// PublicMessage so that processing it twice does not reuse a ratchet key.
-func BenchmarkProcessCommit(b *testing.B) {
-	for _, n := range benchSizes[:len(benchSizes)] {
-		if n < 3 {
-			continue // the other member needs a third to be the committer's peer
-		}
-		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			bg := newBenchGroup(b, n, true)
-			kp, _, _ := bg.newKeyPackage(b)
-			sc, err := bg.creator.Commit(addOne(kp))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := bg.other.Process(sc.Message); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkGroupProtectUnprotect: one application message (1 KiB) sent by
-// one member and read by another.
-func BenchmarkGroupProtectUnprotect(b *testing.B) {
-	bg := newBenchGroup(b, 2, false)
-	msg := make([]byte, 1024)
-	b.SetBytes(1024)
-	b.ReportAllocs()
-	for b.Loop() {
-		m, err := bg.creator.Encrypt(msg, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := bg.other.Process(m); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
