@@ -38,18 +38,10 @@ type messageProtectionCase struct {
 func testVectorsMessageProtection(t *testing.T) {
 	var cases []messageProtectionCase
 	tv.Load(t, "message-protection", &cases)
-	count := tv.NewCounter(t, "message-protection")
-	for i, c := range cases {
-		cs := CipherSuite(c.CipherSuite)
-		if !cs.Supported() {
-			count.Unsupported(c.CipherSuite)
-			continue
-		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", c.CipherSuite, i), func(t *testing.T) {
-			checkMessageProtection(t, &c)
-		})
-		count.Ran(c.CipherSuite)
-	}
+	tv.ForEachCase(t, "message-protection", len(cases), func(i int) uint16 { return uint16(cases[i].CipherSuite) }, supportedSuite, func(t *testing.T, i int) {
+		c := &cases[i]
+		checkMessageProtection(t, c)
+	})
 }
 
 func checkMessageProtection(t *testing.T, c *messageProtectionCase) {

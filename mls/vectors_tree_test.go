@@ -43,37 +43,30 @@ func testVectorsTreeValidation(t *testing.T) {
 		TreeHashes  []tv.Hex   `json:"tree_hashes"`
 	}
 	tv.Load(t, "tree-validation", &cases)
-	count := tv.NewCounter(t, "tree-validation")
-	for i, c := range cases {
+	tv.ForEachCase(t, "tree-validation", len(cases), func(i int) uint16 { return uint16(cases[i].CipherSuite) }, supportedSuite, func(t *testing.T, i int) {
+		c := &cases[i]
 		cs := CipherSuite(c.CipherSuite)
-		if !cs.Supported() {
-			count.Unsupported(uint16(cs))
-			continue
+		tr := decodeTree(t, cs, c.Tree)
+		if len(c.Resolutions) != len(tr.nodes) {
+			t.Fatalf("%d resolutions for %d nodes", len(c.Resolutions), len(tr.nodes))
 		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", cs, i), func(t *testing.T) {
-			tr := decodeTree(t, cs, c.Tree)
-			if len(c.Resolutions) != len(tr.nodes) {
-				t.Fatalf("%d resolutions for %d nodes", len(c.Resolutions), len(tr.nodes))
+		for x := range tr.nodes {
+			got := tr.resolution(tm.NodeIndex(x), nil)
+			want := make([]tm.NodeIndex, len(c.Resolutions[x]))
+			for k, r := range c.Resolutions[x] {
+				want[k] = tm.NodeIndex(r)
 			}
-			for x := range tr.nodes {
-				got := tr.resolution(tm.NodeIndex(x), nil)
-				want := make([]tm.NodeIndex, len(c.Resolutions[x]))
-				for k, r := range c.Resolutions[x] {
-					want[k] = tm.NodeIndex(r)
-				}
-				if fmt.Sprint(got) != fmt.Sprint(want) {
-					t.Errorf("resolution(%d) = %v, want %v", x, got, want)
-				}
-				if h := tr.treeHash(tm.NodeIndex(x)); !bytes.Equal(h, c.TreeHashes[x]) {
-					t.Errorf("tree hash of node %d = %x, want %x", x, h, c.TreeHashes[x])
-				}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("resolution(%d) = %v, want %v", x, got, want)
 			}
-			if err := tr.validate(c.GroupID, tr.rootHash(), nil); err != nil {
-				t.Errorf("validate: %v", err)
+			if h := tr.treeHash(tm.NodeIndex(x)); !bytes.Equal(h, c.TreeHashes[x]) {
+				t.Errorf("tree hash of node %d = %x, want %x", x, h, c.TreeHashes[x])
 			}
-		})
-		count.Ran(uint16(cs))
-	}
+		}
+		if err := tr.validate(c.GroupID, tr.rootHash(), nil); err != nil {
+			t.Errorf("validate: %v", err)
+		}
+	})
 }
 
 // testVectorsTreeOperations follows FORMAT.md's "Tree Operations".
@@ -88,45 +81,38 @@ func testVectorsTreeOperations(t *testing.T) {
 		TreeHashAfter  tv.Hex   `json:"tree_hash_after"`
 	}
 	tv.Load(t, "tree-operations", &cases)
-	count := tv.NewCounter(t, "tree-operations")
-	for i, c := range cases {
+	tv.ForEachCase(t, "tree-operations", len(cases), func(i int) uint16 { return uint16(cases[i].CipherSuite) }, supportedSuite, func(t *testing.T, i int) {
+		c := &cases[i]
 		cs := CipherSuite(c.CipherSuite)
-		if !cs.Supported() {
-			count.Unsupported(uint16(cs))
-			continue
+		tr := decodeTree(t, cs, c.TreeBefore)
+		if h := tr.rootHash(); !bytes.Equal(h, c.TreeHashBefore) {
+			t.Fatalf("tree hash before = %x, want %x", h, c.TreeHashBefore)
 		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", cs, i), func(t *testing.T) {
-			tr := decodeTree(t, cs, c.TreeBefore)
-			if h := tr.rootHash(); !bytes.Equal(h, c.TreeHashBefore) {
-				t.Fatalf("tree hash before = %x, want %x", h, c.TreeHashBefore)
-			}
-			var p Proposal
-			if err := p.UnmarshalMLS(c.Proposal); err != nil {
-				t.Fatal(err)
-			}
-			switch p.ProposalType {
-			case ProposalTypeAdd:
-				tr.addLeaf(&p.Add.KeyPackage.LeafNode)
-			case ProposalTypeRemove:
-				tr.removeLeaf(tm.LeafIndex(p.Remove.Removed))
-			case ProposalTypeUpdate:
-				l := tm.LeafIndex(c.ProposalSender)
-				tr.setLeaf(l, &p.Update.LeafNode)
-				tr.blankPath(l)
-			default:
-				t.Fatalf("proposal type %v", p.ProposalType)
-			}
-			after, err := tr.export().MarshalMLS()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(after, c.TreeAfter) {
-				t.Errorf("tree after %v:\n got %x\nwant %x", p.ProposalType, after, c.TreeAfter)
-			}
-			if h := tr.rootHash(); !bytes.Equal(h, c.TreeHashAfter) {
-				t.Errorf("tree hash after = %x, want %x", h, c.TreeHashAfter)
-			}
-		})
-		count.Ran(uint16(cs))
-	}
+		var p Proposal
+		if err := p.UnmarshalMLS(c.Proposal); err != nil {
+			t.Fatal(err)
+		}
+		switch p.ProposalType {
+		case ProposalTypeAdd:
+			tr.addLeaf(&p.Add.KeyPackage.LeafNode)
+		case ProposalTypeRemove:
+			tr.removeLeaf(tm.LeafIndex(p.Remove.Removed))
+		case ProposalTypeUpdate:
+			l := tm.LeafIndex(c.ProposalSender)
+			tr.setLeaf(l, &p.Update.LeafNode)
+			tr.blankPath(l)
+		default:
+			t.Fatalf("proposal type %v", p.ProposalType)
+		}
+		after, err := tr.export().MarshalMLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(after, c.TreeAfter) {
+			t.Errorf("tree after %v:\n got %x\nwant %x", p.ProposalType, after, c.TreeAfter)
+		}
+		if h := tr.rootHash(); !bytes.Equal(h, c.TreeHashAfter) {
+			t.Errorf("tree hash after = %x, want %x", h, c.TreeHashAfter)
+		}
+	})
 }

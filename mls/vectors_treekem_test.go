@@ -2,7 +2,6 @@ package mls
 
 import (
 	"bytes"
-	"fmt"
 	"testing"
 
 	tv "github.com/mlsmode/mlsmode/mls/internal/testvectors"
@@ -41,16 +40,10 @@ type treeKEMCase struct {
 func testVectorsTreeKEM(t *testing.T) {
 	var cases []treeKEMCase
 	tv.Load(t, "treekem", &cases)
-	count := tv.NewCounter(t, "treekem")
-	for i, c := range cases {
-		cs := CipherSuite(c.CipherSuite)
-		if !cs.Supported() {
-			count.Unsupported(uint16(cs))
-			continue
-		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", cs, i), func(t *testing.T) { checkTreeKEM(t, &c) })
-		count.Ran(uint16(cs))
-	}
+	tv.ForEachCase(t, "treekem", len(cases), func(i int) uint16 { return uint16(cases[i].CipherSuite) }, supportedSuite, func(t *testing.T, i int) {
+		c := &cases[i]
+		checkTreeKEM(t, c)
+	})
 }
 
 func checkTreeKEM(t *testing.T, c *treeKEMCase) {

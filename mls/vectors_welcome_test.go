@@ -2,7 +2,6 @@ package mls
 
 import (
 	"bytes"
-	"fmt"
 	"testing"
 
 	tv "github.com/mlsmode/mlsmode/mls/internal/testvectors"
@@ -29,34 +28,27 @@ func testVectorsWelcome(t *testing.T) {
 		Welcome     tv.Hex   `json:"welcome"`
 	}
 	tv.Load(t, "welcome", &cases)
-	count := tv.NewCounter(t, "welcome")
-	for i, c := range cases {
+	tv.ForEachCase(t, "welcome", len(cases), func(i int) uint16 { return uint16(cases[i].CipherSuite) }, supportedSuite, func(t *testing.T, i int) {
+		c := &cases[i]
 		cs := CipherSuite(c.CipherSuite)
-		if !cs.Supported() {
-			count.Unsupported(uint16(cs))
-			continue
+		kp := decodeMessage(t, c.KeyPackage).KeyPackage
+		w := decodeMessage(t, c.Welcome).Welcome
+		gs, gi, psk, err := decryptWelcome(w, kp, c.InitPriv, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", cs, i), func(t *testing.T) {
-			kp := decodeMessage(t, c.KeyPackage).KeyPackage
-			w := decodeMessage(t, c.Welcome).Welcome
-			gs, gi, psk, err := decryptWelcome(w, kp, c.InitPriv, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tbs, _ := gi.TBS()
-			if err := VerifyWithLabel(cs, c.SignerPub, labelGroupInfo, tbs, gi.Signature); err != nil {
-				t.Errorf("group info signature: %v", err)
-			}
-			e, err := KeyScheduleFromJoiner(&gi.GroupContext, gs.JoinerSecret, psk)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !VerifyConfirmationTag(cs, e.ConfirmationKey, gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag) {
-				t.Error("confirmation tag does not verify")
-			}
-		})
-		count.Ran(uint16(cs))
-	}
+		tbs, _ := gi.TBS()
+		if err := VerifyWithLabel(cs, c.SignerPub, labelGroupInfo, tbs, gi.Signature); err != nil {
+			t.Errorf("group info signature: %v", err)
+		}
+		e, err := KeyScheduleFromJoiner(&gi.GroupContext, gs.JoinerSecret, psk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !VerifyConfirmationTag(cs, e.ConfirmationKey, gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag) {
+			t.Error("confirmation tag does not verify")
+		}
+	})
 }
 
 type passiveCase struct {
@@ -86,16 +78,10 @@ func testVectorsPassive(file string) func(*testing.T) {
 	return func(t *testing.T) {
 		var cases []passiveCase
 		tv.Load(t, file, &cases)
-		count := tv.NewCounter(t, file)
-		for i, c := range cases {
-			cs := CipherSuite(c.CipherSuite)
-			if !cs.Supported() {
-				count.Unsupported(uint16(cs))
-				continue
-			}
-			t.Run(fmt.Sprintf("suite=%d/case=%d", cs, i), func(t *testing.T) { checkPassive(t, &c) })
-			count.Ran(uint16(cs))
-		}
+		tv.ForEachCase(t, file, len(cases), func(i int) uint16 { return uint16(cases[i].CipherSuite) }, supportedSuite, func(t *testing.T, i int) {
+			c := &cases[i]
+			checkPassive(t, c)
+		})
 	}
 }
 

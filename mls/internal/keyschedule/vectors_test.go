@@ -3,7 +3,6 @@ package keyschedule
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/mlsmode/mlsmode/mls/internal/codec"
@@ -68,60 +67,54 @@ func groupContext(suiteID uint16, groupID []byte, epoch uint64, treeHash, cth []
 func testKeySchedule(t *testing.T) {
 	var cases []keyScheduleCase
 	tv.Load(t, "key-schedule", &cases)
-	count := tv.NewCounter(t, "key-schedule")
-	for i, c := range cases {
-		s, err := suite.Lookup(suite.ID(c.CipherSuite))
-		if errors.Is(err, suite.ErrUnsupported) {
-			count.Unsupported(c.CipherSuite)
-			continue
-		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", c.CipherSuite, i), func(t *testing.T) {
-			initSecret := []byte(c.InitialInitSecret)
-			for n, ep := range c.Epochs {
-				gc := groupContext(c.CipherSuite, c.GroupID, uint64(n), ep.TreeHash, ep.ConfirmedTranscriptHash)
-				if !bytes.Equal(gc, ep.GroupContext) {
-					t.Fatalf("epoch %d: group context %x, want %x", n, gc, ep.GroupContext)
-				}
-				e, err := New(s, initSecret, ep.CommitSecret, ep.PSKSecret, gc)
-				if err != nil {
-					t.Fatalf("epoch %d: %v", n, err)
-				}
-				for _, f := range []struct {
-					name      string
-					got, want []byte
-				}{
-					{"joiner_secret", e.JoinerSecret, ep.JoinerSecret},
-					{"welcome_secret", e.WelcomeSecret, ep.WelcomeSecret},
-					{"init_secret", e.InitSecret, ep.InitSecret},
-					{"sender_data_secret", e.SenderDataSecret, ep.SenderDataSecret},
-					{"encryption_secret", e.EncryptionSecret, ep.EncryptionSecret},
-					{"exporter_secret", e.ExporterSecret, ep.ExporterSecret},
-					{"epoch_authenticator", e.EpochAuthenticator, ep.EpochAuthenticator},
-					{"external_secret", e.ExternalSecret, ep.ExternalSecret},
-					{"confirmation_key", e.ConfirmationKey, ep.ConfirmationKey},
-					{"membership_key", e.MembershipKey, ep.MembershipKey},
-					{"resumption_psk", e.ResumptionPSK, ep.ResumptionPSK},
-				} {
-					if !bytes.Equal(f.got, f.want) {
-						t.Errorf("epoch %d: %s = %x, want %x", n, f.name, f.got, f.want)
-					}
-				}
-				ws, err := WelcomeSecret(s, e.JoinerSecret, ep.PSKSecret)
-				if err != nil || !bytes.Equal(ws, ep.WelcomeSecret) {
-					t.Errorf("epoch %d: WelcomeSecret = %x, %v", n, ws, err)
-				}
-				if _, pub, err := e.ExternalKeyPair(); err != nil || !bytes.Equal(pub, ep.ExternalPub) {
-					t.Errorf("epoch %d: external_pub = %x, %v; want %x", n, pub, err, ep.ExternalPub)
-				}
-				x := ep.Exporter
-				if got, err := e.Export(x.Label, x.Context, x.Length); err != nil || !bytes.Equal(got, x.Secret) {
-					t.Errorf("epoch %d: exporter = %x, %v; want %x", n, got, err, x.Secret)
-				}
-				initSecret = e.InitSecret
+	supported := func(s uint16) bool { _, err := suite.Lookup(suite.ID(s)); return err == nil }
+	tv.ForEachCase(t, "key-schedule", len(cases), func(i int) uint16 { return cases[i].CipherSuite }, supported, func(t *testing.T, i int) {
+		c := &cases[i]
+		s, _ := suite.Lookup(suite.ID(c.CipherSuite))
+		initSecret := []byte(c.InitialInitSecret)
+		for n, ep := range c.Epochs {
+			gc := groupContext(c.CipherSuite, c.GroupID, uint64(n), ep.TreeHash, ep.ConfirmedTranscriptHash)
+			if !bytes.Equal(gc, ep.GroupContext) {
+				t.Fatalf("epoch %d: group context %x, want %x", n, gc, ep.GroupContext)
 			}
-		})
-		count.Ran(c.CipherSuite)
-	}
+			e, err := New(s, initSecret, ep.CommitSecret, ep.PSKSecret, gc)
+			if err != nil {
+				t.Fatalf("epoch %d: %v", n, err)
+			}
+			for _, f := range []struct {
+				name      string
+				got, want []byte
+			}{
+				{"joiner_secret", e.JoinerSecret, ep.JoinerSecret},
+				{"welcome_secret", e.WelcomeSecret, ep.WelcomeSecret},
+				{"init_secret", e.InitSecret, ep.InitSecret},
+				{"sender_data_secret", e.SenderDataSecret, ep.SenderDataSecret},
+				{"encryption_secret", e.EncryptionSecret, ep.EncryptionSecret},
+				{"exporter_secret", e.ExporterSecret, ep.ExporterSecret},
+				{"epoch_authenticator", e.EpochAuthenticator, ep.EpochAuthenticator},
+				{"external_secret", e.ExternalSecret, ep.ExternalSecret},
+				{"confirmation_key", e.ConfirmationKey, ep.ConfirmationKey},
+				{"membership_key", e.MembershipKey, ep.MembershipKey},
+				{"resumption_psk", e.ResumptionPSK, ep.ResumptionPSK},
+			} {
+				if !bytes.Equal(f.got, f.want) {
+					t.Errorf("epoch %d: %s = %x, want %x", n, f.name, f.got, f.want)
+				}
+			}
+			ws, err := WelcomeSecret(s, e.JoinerSecret, ep.PSKSecret)
+			if err != nil || !bytes.Equal(ws, ep.WelcomeSecret) {
+				t.Errorf("epoch %d: WelcomeSecret = %x, %v", n, ws, err)
+			}
+			if _, pub, err := e.ExternalKeyPair(); err != nil || !bytes.Equal(pub, ep.ExternalPub) {
+				t.Errorf("epoch %d: external_pub = %x, %v; want %x", n, pub, err, ep.ExternalPub)
+			}
+			x := ep.Exporter
+			if got, err := e.Export(x.Label, x.Context, x.Length); err != nil || !bytes.Equal(got, x.Secret) {
+				t.Errorf("epoch %d: exporter = %x, %v; want %x", n, got, err, x.Secret)
+			}
+			initSecret = e.InitSecret
+		}
+	})
 }
 
 func testPSKSecret(t *testing.T) {

@@ -3,7 +3,6 @@ package secrettree
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/mlsmode/mlsmode/mls/internal/codec"
@@ -32,39 +31,33 @@ func TestVectors(t *testing.T) {
 			}
 		}
 		tv.Load(t, "secret-tree", &cases)
-		count := tv.NewCounter(t, "secret-tree")
-		for i, c := range cases {
-			s, err := suite.Lookup(suite.ID(c.CipherSuite))
-			if errors.Is(err, suite.ErrUnsupported) {
-				count.Unsupported(c.CipherSuite)
-				continue
+		supported := func(s uint16) bool { _, err := suite.Lookup(suite.ID(s)); return err == nil }
+		tv.ForEachCase(t, "secret-tree", len(cases), func(i int) uint16 { return cases[i].CipherSuite }, supported, func(t *testing.T, i int) {
+			c := &cases[i]
+			s, _ := suite.Lookup(suite.ID(c.CipherSuite))
+			sd := c.SenderData
+			key, nonce, err := SenderDataKeyNonce(s, sd.SenderDataSecret, sd.Ciphertext)
+			if err != nil || !bytes.Equal(key, sd.Key) || !bytes.Equal(nonce, sd.Nonce) {
+				t.Errorf("sender data key/nonce = %x/%x, %v; want %x/%x", key, nonce, err, sd.Key, sd.Nonce)
 			}
-			t.Run(fmt.Sprintf("suite=%d/case=%d", c.CipherSuite, i), func(t *testing.T) {
-				sd := c.SenderData
-				key, nonce, err := SenderDataKeyNonce(s, sd.SenderDataSecret, sd.Ciphertext)
-				if err != nil || !bytes.Equal(key, sd.Key) || !bytes.Equal(nonce, sd.Nonce) {
-					t.Errorf("sender data key/nonce = %x/%x, %v; want %x/%x", key, nonce, err, sd.Key, sd.Nonce)
-				}
-				tree, err := New(s, c.EncryptionSecret, uint32(len(c.Leaves)), DefaultConfig)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for leaf, gens := range c.Leaves {
-					for _, g := range gens {
-						for _, k := range []struct {
-							kind       Kind
-							key, nonce []byte
-						}{{Handshake, g.HandshakeKey, g.HandshakeNonce}, {Application, g.ApplicationKey, g.ApplicationNonce}} {
-							kn, err := tree.Get(k.kind, treemath.LeafIndex(leaf), g.Generation)
-							if err != nil || !bytes.Equal(kn.Key, k.key) || !bytes.Equal(kn.Nonce, k.nonce) {
-								t.Errorf("leaf %d %s gen %d: %x/%x, %v; want %x/%x", leaf, k.kind, g.Generation, kn.Key, kn.Nonce, err, k.key, k.nonce)
-							}
+			tree, err := New(s, c.EncryptionSecret, uint32(len(c.Leaves)), DefaultConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for leaf, gens := range c.Leaves {
+				for _, g := range gens {
+					for _, k := range []struct {
+						kind       Kind
+						key, nonce []byte
+					}{{Handshake, g.HandshakeKey, g.HandshakeNonce}, {Application, g.ApplicationKey, g.ApplicationNonce}} {
+						kn, err := tree.Get(k.kind, treemath.LeafIndex(leaf), g.Generation)
+						if err != nil || !bytes.Equal(kn.Key, k.key) || !bytes.Equal(kn.Nonce, k.nonce) {
+							t.Errorf("leaf %d %s gen %d: %x/%x, %v; want %x/%x", leaf, k.kind, g.Generation, kn.Key, kn.Nonce, err, k.key, k.nonce)
 						}
 					}
 				}
-			})
-			count.Ran(c.CipherSuite)
-		}
+			}
+		})
 	})
 }
 

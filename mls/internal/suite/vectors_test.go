@@ -3,7 +3,6 @@ package suite
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"testing"
 
 	tv "github.com/mlsmode/mlsmode/mls/internal/testvectors"
@@ -57,18 +56,12 @@ type cryptoBasicsCase struct {
 func testCryptoBasics(t *testing.T) {
 	var cases []cryptoBasicsCase
 	tv.Load(t, "crypto-basics", &cases)
-	count := tv.NewCounter(t, "crypto-basics")
-	for i, c := range cases {
-		s, err := Lookup(ID(c.CipherSuite))
-		if errors.Is(err, ErrUnsupported) {
-			count.Unsupported(c.CipherSuite)
-			continue
-		}
-		t.Run(fmt.Sprintf("suite=%d/case=%d", c.CipherSuite, i), func(t *testing.T) {
-			checkCryptoBasics(t, s, &c)
-		})
-		count.Ran(c.CipherSuite)
-	}
+	supported := func(s uint16) bool { _, err := Lookup(ID(s)); return err == nil }
+	tv.ForEachCase(t, "crypto-basics", len(cases), func(i int) uint16 { return cases[i].CipherSuite }, supported, func(t *testing.T, i int) {
+		c := &cases[i]
+		s, _ := Lookup(ID(c.CipherSuite))
+		checkCryptoBasics(t, s, c)
+	})
 }
 
 func checkCryptoBasics(t *testing.T, s *Suite, c *cryptoBasicsCase) {

@@ -131,3 +131,19 @@ func sortedKeys(ms ...map[uint16]int) []uint16 {
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
+
+// ForEachCase runs f as a subtest "suite=S/case=I" for each of n cases of
+// file whose suite (suiteOf) is supported, and tallies the others as not
+// supported, reporting per suite when t ends.
+func ForEachCase(t *testing.T, file string, n int, suiteOf func(i int) uint16, supported func(uint16) bool, f func(t *testing.T, i int)) {
+	count := NewCounter(t, file)
+	for i := range n {
+		s := suiteOf(i)
+		if !supported(s) {
+			count.Unsupported(s)
+			continue
+		}
+		t.Run(fmt.Sprintf("suite=%d/case=%d", s, i), func(t *testing.T) { f(t, i) })
+		count.Ran(s)
+	}
+}
