@@ -24,7 +24,7 @@ vet:
 
 # How many cases of each official MLS test-vector file ran, per cipher suite.
 vectors:
-	$(GO) test -count=1 -run '^TestVectors$$' -v ./mls/... | grep -E '(ran|not run|^(ok|FAIL|--- FAIL|panic))'
+	$(GO) test -count=1 -run '^TestVectors$$' -v ./mls/... | grep -E '\.go:[0-9]+: |^(ok|FAIL|--- FAIL|panic)'
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./...
