@@ -333,9 +333,8 @@ type StagedCommit struct {
 	// ReInit is the committed ReInit, if any.
 	ReInit *ReInit
 
-	base    *epochState
-	next    *epochState
-	updates map[string][]byte
+	base *epochState
+	next *epochState
 }
 
 // Commit creates a commit of the cached proposals and opts.Proposals. The
@@ -485,7 +484,7 @@ func (g *Group) pskSecret(ids []PreSharedKeyID) ([]byte, error) {
 
 func (g *Group) staged(a *applied, content *FramedContent, next *epochState) *StagedCommit {
 	sc := &StagedCommit{Sender: content.Sender, AuthenticatedData: content.AuthenticatedData,
-		NewEpoch: g.st.ctx.Epoch + 1, ReInit: a.reinit, base: g.st, next: next, updates: g.updates}
+		NewEpoch: g.st.ctx.Epoch + 1, ReInit: a.reinit, base: g.st, next: next}
 	for _, ad := range a.added {
 		sc.Added = append(sc.Added, uint32(ad.leaf))
 	}

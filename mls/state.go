@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"maps"
 	"slices"
 
 	"github.com/mlsmode/mlsmode/mls/internal/codec"
@@ -40,7 +41,7 @@ func (g *Group) MarshalState() ([]byte, error) {
 			}
 		})
 		w.Vector(func(w *codec.Writer) {
-			for _, pub := range slices.Sorted(mapKeys(g.updates)) {
+			for _, pub := range slices.Sorted(maps.Keys(g.updates)) {
 				w.Opaque([]byte(pub))
 				w.Opaque(g.updates[pub])
 			}
@@ -48,16 +49,6 @@ func (g *Group) MarshalState() ([]byte, error) {
 		w.Optional(g.reinit != nil, func(w *codec.Writer) { g.reinit.encode(w) })
 		w.Bool(g.removed)
 	})
-}
-
-func mapKeys(m map[string][]byte) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func marshalTree(w *codec.Writer, t *tree) {
@@ -80,7 +71,7 @@ func marshalEpoch(w *codec.Writer, st *epochState) {
 	marshalTree(w, st.tree)
 	w.Uint32(uint32(st.priv.leaf))
 	w.Vector(func(w *codec.Writer) {
-		for _, n := range sortedNodeKeys(st.priv.keys) {
+		for _, n := range slices.Sorted(maps.Keys(st.priv.keys)) {
 			w.Uint32(uint32(n))
 			w.Opaque(st.priv.keys[n])
 		}
@@ -90,15 +81,6 @@ func marshalEpoch(w *codec.Writer, st *epochState) {
 	}
 	marshalKeys(w, st.keys)
 	w.Opaque(st.interim)
-}
-
-func sortedNodeKeys(m map[tm.NodeIndex][]byte) []tm.NodeIndex {
-	out := make([]tm.NodeIndex, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func epochSecretFields(e *keyschedule.Epoch) []*[]byte {
