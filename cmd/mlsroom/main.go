@@ -5,6 +5,7 @@
 //
 //	mlsroom inspect [--room-version V] [FILE|-]
 //	mlsroom check ...
+//	mlsroom resolve [FILE|-]
 //	mlsroom help [COMMAND]
 //
 // inspect decodes one base64 MLSMessage or one event in federation JSON and
@@ -40,6 +41,9 @@ Commands:
           object; key packages are validated (RFC 9420 and the Matrix upload
           checks); event signatures are NOT verified
   check   see "mlsroom check -h"
+  resolve [FILE|-]
+          resolve a room's state from its events (JSON lines) and print the
+          commit chain, losing commits and lost messages; see "mlsroom resolve -h"
   help [COMMAND]
           show this text, or the usage of COMMAND
 
@@ -63,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runInspect(rest, stdin, stdout, stderr)
 	case "check":
 		return runCheck(rest, stdin, stdout, stderr)
+	case "resolve":
+		return runResolve(rest, stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return runHelp(rest, stdin, stdout, stderr)
 	default:
@@ -87,6 +93,8 @@ func runHelp(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	case "check":
 		return runCheck([]string{"-h"}, stdin, stdout, stderr)
+	case "resolve":
+		return runResolve([]string{"-h"}, stdin, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
