@@ -1,0 +1,287 @@
+// Package storage owns everything an mlsmode homeserver keeps: rooms,
+// events with their state and forward extremities, key packages and their
+// claims, and the pending-commit queue (SPEC-NOTES §2, §6, §9). It defines
+// one interface per concern and Database, which has them all; Open picks
+// the backend from the connection string: PostgreSQL (storage/postgres) for
+// "postgres://" or "postgresql://" addresses, embedded SQLite
+// (storage/sqlite) for "file:" URIs, plain paths and ":memory:".
+//
+// Every write that must be atomic is one transaction: an event, its edges,
+// its state, the forward extremities and the room's current state together;
+// a key package claim hands out each one-time package at most once; a
+// pending commit is claimed for applying at most once, across processes
+// sharing the database.
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/mlsmode/mlsmode/roomversion"
+	"github.com/mlsmode/mlsmode/storage/postgres"
+	"github.com/mlsmode/mlsmode/storage/sqlite"
+	"github.com/mlsmode/mlsmode/storage/types"
+)
+
+// Re-exported values of storage/types.
+type (
+	Room              = types.Room
+	RoomState         = types.RoomState
+	StoreEventOptions = types.StoreEventOptions
+	StoredEvent       = types.StoredEvent
+	EventToStore      = types.EventToStore
+	KeyPackage        = types.KeyPackage
+	ClaimedKeyPackage = types.ClaimedKeyPackage
+	PendingStatus     = types.PendingStatus
+	Window            = types.Window
+	PendingCommit     = types.PendingCommit
+	ClaimResult       = types.ClaimResult
+	OutboundItem      = types.OutboundItem
+	ServerKey         = types.ServerKey
+	ToDeviceMessage   = types.ToDeviceMessage
+	Membership        = types.Membership
+	User              = types.User
+	Device            = types.Device
+	DeviceKeys        = types.DeviceKeys
+)
+
+// Re-exported constants of storage/types.
+const (
+	PendingWaiting = types.PendingWaiting
+	PendingApplied = types.PendingApplied
+	PendingStale   = types.PendingStale
+	PendingExpired = types.PendingExpired
+	ClaimWon       = types.ClaimWon
+	ClaimTaken     = types.ClaimTaken
+	ClaimStale     = types.ClaimStale
+)
+
+// Re-exported errors of storage/types.
+var (
+	ErrNotFound = types.ErrNotFound
+	ErrConflict = types.ErrConflict
+)
+
+// Rooms keeps the rooms the server takes part in.
+type Rooms interface {
+	// CreateRoom stores a room; storing the same room again does nothing,
+	// a different version or algorithm is ErrConflict.
+	CreateRoom(ctx context.Context, room Room) error
+	// Room returns a room, ErrNotFound if unknown.
+	Room(ctx context.Context, roomID string) (Room, error)
+}
+
+// Events keeps room events, their auth and prev edges, the state at each
+// event, the forward extremities and the current state per room.
+type Events interface {
+	// StoreEvent stores an event, its edges and state, updates the forward
+	// extremities and the room's current state, all in one transaction.
+	// The room is created from the event if unknown. It reports false (and
+	// changes nothing) if the event was stored already.
+	StoreEvent(ctx context.Context, ev *roomversion.Event, opts StoreEventOptions) (bool, error)
+	// StoreEvents stores several events in order in one transaction: all
+	// or none. It reports how many were new.
+	StoreEvents(ctx context.Context, evs []EventToStore) (int, error)
+	// Event loads an event, ErrNotFound if unknown.
+	Event(ctx context.Context, eventID string) (*StoredEvent, error)
+	// Events loads the known events among ids, in the order of ids.
+	Events(ctx context.Context, eventIDs []string) ([]*StoredEvent, error)
+	// EventReferences returns the IDs of stored events naming eventID as a
+	// prev event (children in the DAG).
+	EventReferences(ctx context.Context, eventID string) ([]string, error)
+	// StateAtEvent returns the state at (before) an event, ErrNotFound if
+	// none was stored.
+	StateAtEvent(ctx context.Context, eventID string) (RoomState, error)
+	// CurrentState returns a room's current state, ErrNotFound if none.
+	CurrentState(ctx context.Context, roomID string) (RoomState, error)
+	// ForwardExtremities returns a room's forward extremities, sorted.
+	ForwardExtremities(ctx context.Context, roomID string) ([]string, error)
+}
+
+// KeyPackages keeps one-time and fallback key packages per device and
+// hands them out (SPEC-NOTES §9).
+type KeyPackages interface {
+	// StoreOneTimeKeyPackages stores one-time key packages; a key ID
+	// stored already with the same value is kept, with another value it
+	// is ErrConflict and nothing of the call is stored.
+	StoreOneTimeKeyPackages(ctx context.Context, userID, deviceID string, kps []KeyPackage) error
+	// StoreFallbackKeyPackage sets the device's fallback package for its
+	// algorithm, unused, replacing any earlier one.
+	StoreFallbackKeyPackage(ctx context.Context, userID, deviceID string, kp KeyPackage) error
+	// ClaimKeyPackage hands out one one-time key package of the algorithm
+	// and deletes it; each is handed out at most once, even under
+	// concurrent claims. When none is left it returns the fallback package
+	// and marks it used. ErrNotFound when there is neither.
+	ClaimKeyPackage(ctx context.Context, userID, deviceID, algorithm string) (ClaimedKeyPackage, error)
+	// CountOneTimeKeyPackages counts the device's one-time packages per
+	// algorithm.
+	CountOneTimeKeyPackages(ctx context.Context, userID, deviceID string) (map[string]int, error)
+	// UnusedFallbackAlgorithms lists the algorithms of the device's unused
+	// fallback packages, sorted.
+	UnusedFallbackAlgorithms(ctx context.Context, userID, deviceID string) ([]string, error)
+	// KeyPackageIDs lists the key IDs of the device's one-time and
+	// fallback packages, sorted (GET /keys/list).
+	KeyPackageIDs(ctx context.Context, userID, deviceID string) ([]string, error)
+}
+
+// PendingCommits is the pending-commit queue (SPEC-NOTES §6). It survives
+// restarts and is shared by every process using the database.
+type PendingCommits interface {
+	// AddPendingCommit queues a pending commit in status waiting with its
+	// windows. It reports false (and changes nothing) if queued already.
+	AddPendingCommit(ctx context.Context, pc PendingCommit) (bool, error)
+	// PendingCommit returns one queued pending commit, ErrNotFound if
+	// unknown.
+	PendingCommit(ctx context.Context, eventID string) (PendingCommit, error)
+	// PendingCommits lists a room's pending commits in a status, in
+	// (receipt time, event ID) order.
+	PendingCommits(ctx context.Context, roomID string, status PendingStatus) ([]PendingCommit, error)
+	// ClaimPendingCommit claims a waiting pending commit for applying as
+	// appliedCommitID: it succeeds (ClaimWon) at most once across every
+	// process sharing the database. If the room's current commit is no
+	// longer the one it references, it is marked stale (ClaimStale).
+	ClaimPendingCommit(ctx context.Context, eventID, appliedCommitID string) (ClaimResult, error)
+	// SetPendingCommitStatus moves a waiting pending commit to stale or
+	// expired; it reports false if it was not waiting.
+	SetPendingCommitStatus(ctx context.Context, eventID string, status PendingStatus) (bool, error)
+}
+
+// FederationTransactions remembers the transaction IDs received from each
+// origin, so that a retried transaction is processed once.
+type FederationTransactions interface {
+	// MarkTransactionSeen records a transaction; it reports false if the
+	// origin sent that ID before.
+	MarkTransactionSeen(ctx context.Context, origin, txnID string, receivedTS int64) (bool, error)
+}
+
+// OutboundQueue is the federation send queue, per destination.
+type OutboundQueue interface {
+	// QueueOutbound appends a payload to a destination's queue.
+	QueueOutbound(ctx context.Context, destination, kind string, payload []byte, queuedTS int64) (int64, error)
+	// OutboundItems returns up to limit of a destination's items, oldest
+	// first.
+	OutboundItems(ctx context.Context, destination string, limit int) ([]OutboundItem, error)
+	// DeleteOutbound removes a destination's items up to NID upTo (sent).
+	DeleteOutbound(ctx context.Context, destination string, upTo int64) error
+	// OutboundDestinations lists the destinations with queued items.
+	OutboundDestinations(ctx context.Context) ([]string, error)
+}
+
+// ServerKeys keeps servers' signing keys (ours and fetched ones).
+type ServerKeys interface {
+	// StoreServerKey stores or replaces a key.
+	StoreServerKey(ctx context.Context, key ServerKey) error
+	// ServerKey returns a key, ErrNotFound if unknown.
+	ServerKey(ctx context.Context, serverName, keyID string) (ServerKey, error)
+}
+
+// ToDevice keeps the to-device inbox of each device, with stream
+// positions.
+type ToDevice interface {
+	// SendToDevice appends a message to a device's inbox and returns its
+	// stream position.
+	SendToDevice(ctx context.Context, userID, deviceID string, msg ToDeviceMessage) (int64, error)
+	// ToDeviceMessages returns up to limit messages after position after.
+	ToDeviceMessages(ctx context.Context, userID, deviceID string, after int64, limit int) ([]ToDeviceMessage, error)
+	// DeleteToDevice deletes the messages up to position upTo (delivered).
+	DeleteToDevice(ctx context.Context, userID, deviceID string, upTo int64) error
+}
+
+// NetworkMembership keeps invites, joins and leaves out of band
+// (SPEC-NOTES §7).
+type NetworkMembership interface {
+	// SetMembership records a user's membership of a room, replacing the
+	// previous one.
+	SetMembership(ctx context.Context, m Membership) error
+	// Membership returns a user's membership, ErrNotFound if none.
+	Membership(ctx context.Context, roomID, userID string) (Membership, error)
+	// Memberships lists the memberships in a state of a room (roomID set)
+	// or of a user (userID set), sorted.
+	Memberships(ctx context.Context, roomID, userID, state string) ([]Membership, error)
+}
+
+// Accounts keeps local users, their devices and access tokens. Tokens are
+// stored as SHA-256 hashes.
+type Accounts interface {
+	// CreateUser stores a user; ErrConflict if the ID is taken.
+	CreateUser(ctx context.Context, u User) error
+	// User returns a user, ErrNotFound if unknown.
+	User(ctx context.Context, userID string) (User, error)
+	// StoreDevice stores a device or updates its display name.
+	StoreDevice(ctx context.Context, d Device) error
+	// Devices lists a user's devices, sorted by device ID.
+	Devices(ctx context.Context, userID string) ([]Device, error)
+	// DeleteDevice deletes a device with its access tokens, device keys,
+	// key packages and to-device inbox, in one transaction.
+	DeleteDevice(ctx context.Context, userID, deviceID string) error
+	// StoreAccessToken stores a token for a device.
+	StoreAccessToken(ctx context.Context, token, userID, deviceID string, createdTS int64) error
+	// AccessTokenOwner returns the user and device of a token,
+	// ErrNotFound if unknown.
+	AccessTokenOwner(ctx context.Context, token string) (userID, deviceID string, err error)
+	// DeleteAccessToken deletes a token (logout).
+	DeleteAccessToken(ctx context.Context, token string) error
+}
+
+// DeviceKeyStore keeps devices' device keys and MLS credentials.
+type DeviceKeyStore interface {
+	// StoreDeviceKeys replaces a device's keys and credentials in one
+	// transaction.
+	StoreDeviceKeys(ctx context.Context, k DeviceKeys) error
+	// DeviceKeys returns the keys of a user's devices (all devices when
+	// deviceIDs is empty), sorted by device ID.
+	DeviceKeys(ctx context.Context, userID string, deviceIDs []string) ([]DeviceKeys, error)
+}
+
+// SyncPositions keeps, per device and stream, the position up to which the
+// device has synced.
+type SyncPositions interface {
+	// SetSyncPosition records a device's position in a stream.
+	SetSyncPosition(ctx context.Context, userID, deviceID, stream string, pos int64) error
+	// SyncPosition returns a device's position in a stream, 0 if none.
+	SyncPosition(ctx context.Context, userID, deviceID, stream string) (int64, error)
+}
+
+// Database is everything the module keeps.
+type Database interface {
+	Accounts
+	DeviceKeyStore
+	SyncPositions
+	Rooms
+	Events
+	KeyPackages
+	PendingCommits
+	FederationTransactions
+	OutboundQueue
+	ServerKeys
+	ToDevice
+	NetworkMembership
+	// SchemaVersion is the highest migration applied.
+	SchemaVersion(ctx context.Context) (int, error)
+	// Close closes the database.
+	Close() error
+}
+
+var (
+	_ Database = (*postgres.Database)(nil)
+	_ Database = (*sqlite.Database)(nil)
+)
+
+// Open opens (creating and migrating as needed) the database at dsn:
+// PostgreSQL for "postgres://" and "postgresql://" URLs, SQLite otherwise
+// ("file:" URIs, paths, ":memory:").
+func Open(ctx context.Context, dsn string) (Database, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("opening storage: %w", err)
+		}
+		return db, nil
+	}
+	db, err := sqlite.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening storage: %w", err)
+	}
+	return db, nil
+}
