@@ -142,6 +142,13 @@ type PendingCommits interface {
 	// process sharing the database. If the room's current commit is no
 	// longer the one it references, it is marked stale (ClaimStale).
 	ClaimPendingCommit(ctx context.Context, eventID, appliedCommitID string) (ClaimResult, error)
+	// ApplyPendingCommit claims a waiting pending commit and stores commit
+	// (with opts: its state and the room's new current state) in one
+	// transaction, under the room's lock: it succeeds (ClaimWon) at most
+	// once per pending commit and at most once per current commit, across
+	// every process sharing the database; a pending commit whose referenced
+	// commit is no longer current is marked stale (ClaimStale).
+	ApplyPendingCommit(ctx context.Context, eventID string, commit *roomversion.Event, opts StoreEventOptions) (ClaimResult, error)
 	// SetPendingCommitStatus moves a waiting pending commit to stale or
 	// expired; it reports false if it was not waiting.
 	SetPendingCommitStatus(ctx context.Context, eventID string, status PendingStatus) (bool, error)

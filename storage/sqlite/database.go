@@ -314,6 +314,58 @@ func (d *Database) ClaimPendingCommit(ctx context.Context, eventID, appliedCommi
 	return res, nil
 }
 
+// ApplyPendingCommit applies a waiting pending commit as commit in one
+// transaction: under the room's row lock it checks that the room's current
+// commit is still the one the pending commit references (else marks it
+// stale), stores commit with opts (its state and the room's new current
+// state) and marks the pending commit applied. Two processes can therefore
+// neither apply one pending commit twice nor apply two pending commits on
+// the same commit, and a crash leaves either nothing or all of it.
+func (d *Database) ApplyPendingCommit(ctx context.Context, eventID string, commit *roomversion.Event, opts types.StoreEventOptions) (types.ClaimResult, error) {
+	if commit == nil {
+		return 0, fmt.Errorf("applying pending commit %s: no commit", eventID)
+	}
+	var res types.ClaimResult
+	err := d.withTx(ctx, "applying pending commit "+eventID, func(tx *sql.Tx) error {
+		r := roomOf(commit)
+		if err := d.rooms.ensureRoom(ctx, tx, r); err != nil {
+			return err
+		}
+		roomID, commitID, status, err := d.pendingCommits.lockPending(ctx, tx, eventID)
+		if err != nil {
+			return err
+		}
+		if roomID != r.RoomID {
+			return fmt.Errorf("pending commit %s is for room %s, the commit for %s", eventID, roomID, r.RoomID)
+		}
+		if status != types.PendingWaiting {
+			res = types.ClaimTaken
+			return nil
+		}
+		cur, err := d.currentState.selectState(ctx, tx, roomID)
+		if err != nil && !errors.Is(err, types.ErrNotFound) {
+			return err
+		}
+		if err != nil || cur.CommitID != commitID {
+			res = types.ClaimStale
+			_, err := d.pendingCommits.updateStatus(ctx, tx, eventID, types.PendingStale, "")
+			return err
+		}
+		if _, err := d.storeOne(ctx, tx, commit, opts, map[string]bool{r.RoomID: true}); err != nil {
+			return err
+		}
+		if _, err := d.pendingCommits.updateStatus(ctx, tx, eventID, types.PendingApplied, commit.EventID()); err != nil {
+			return err
+		}
+		res = types.ClaimWon
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return res, nil
+}
+
 // SetPendingCommitStatus moves a waiting pending commit to stale or
 // expired; false if it was not waiting.
 func (d *Database) SetPendingCommitStatus(ctx context.Context, eventID string, status types.PendingStatus) (bool, error) {

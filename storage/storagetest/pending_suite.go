@@ -241,3 +241,97 @@ func testMigrationFrom(t *testing.T, b Backend, from int) {
 		t.Fatal(err)
 	}
 }
+
+// testConcurrentApplyPendingCommits has workers on every handle apply 20
+// pending commits that all reference the room's current commit: exactly
+// one is applied, its commit stored and current, and every other becomes
+// stale: no process applies two pending commits on one commit.
+func testConcurrentApplyPendingCommits(t *testing.T, b Backend) {
+	ctx := context.Background()
+	dsn := b.NewDSN(t)
+	dbs := []storage.Database{b.open(t, dsn)}
+	if b.Shared {
+		dbs = append(dbs, b.open(t, dsn))
+	}
+	r := roomWithState(t, dbs[0], "!apc:a.example")
+	const n, workers = 20, 8
+	auth := []string{r.Create.EventID(), r.Commit.EventID()}
+	commits := make([][]*roomversion.Event, workers)
+	for i := range n {
+		pc := storage.PendingCommit{EventID: fmt.Sprintf("$ap%d", i), RoomID: r.ID, CommitID: r.Commit.EventID(), ReceivedTS: int64(i)}
+		if _, err := dbs[0].AddPendingCommit(ctx, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for w := range workers {
+		for range n {
+			commits[w] = append(commits[w], r.NewCommit(1, auth, []string{r.Commit.EventID()}))
+		}
+	}
+	var (
+		mu   sync.Mutex
+		wins []*roomversion.Event
+		wg   sync.WaitGroup
+		errs = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func(db storage.Database) {
+			defer wg.Done()
+			for i := range n {
+				c := commits[w][i]
+				cur := storage.RoomState{CreateID: r.Create.EventID(), CommitID: c.EventID()}
+				res, err := db.ApplyPendingCommit(ctx, fmt.Sprintf("$ap%d", i), c, storage.StoreEventOptions{StateBefore: r.State(), CurrentState: &cur})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if res == storage.ClaimWon {
+					mu.Lock()
+					wins = append(wins, c)
+					mu.Unlock()
+				}
+			}
+		}(dbs[w%len(dbs)])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(wins) != 1 {
+		t.Fatalf("%d pending commits applied on one commit, want 1", len(wins))
+	}
+	db := dbs[len(dbs)-1]
+	cur, err := db.CurrentState(ctx, r.ID)
+	if err != nil || cur.CommitID != wins[0].EventID() {
+		t.Fatalf("current commit %s (%v), want the applied %s", cur.CommitID, err, wins[0].EventID())
+	}
+	if _, err := db.Event(ctx, wins[0].EventID()); err != nil {
+		t.Fatalf("the applied commit is not stored: %v", err)
+	}
+	applied := 0
+	for i := range n {
+		pc, err := db.PendingCommit(ctx, fmt.Sprintf("$ap%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch pc.Status {
+		case storage.PendingApplied:
+			applied++
+			if pc.AppliedCommitID != wins[0].EventID() {
+				t.Fatalf("%s applied as %s, want %s", pc.EventID, pc.AppliedCommitID, wins[0].EventID())
+			}
+		case storage.PendingStale:
+		default:
+			t.Fatalf("%s left %s", pc.EventID, pc.Status)
+		}
+	}
+	if applied != 1 {
+		t.Fatalf("%d pending commits marked applied", applied)
+	}
+	// A pending commit of another room cannot be applied with this commit.
+	if _, err := db.ApplyPendingCommit(ctx, "$ap0", NewRoom(t, "!other:a.example").Commit, storage.StoreEventOptions{}); err == nil {
+		t.Fatal("applied a pending commit with another room's commit")
+	}
+}

@@ -76,6 +76,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentKeyPackageClaims", testConcurrentClaims},
 		{"PendingCommits", testPendingCommits},
 		{"ConcurrentPendingCommitClaims", testConcurrentPendingClaims},
+		{"ConcurrentApplyPendingCommits", testConcurrentApplyPendingCommits},
 		{"Migration", testMigration},
 		{"FederationTransactions", testFederationTransactions},
 		{"OutboundQueue", testOutboundQueue},
