@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,16 +24,17 @@ type Store interface {
 }
 
 // Applier turns a pending commit into an m.mls.commit (SPEC-NOTES §6).
-// Applying takes two steps so that the queue can claim the pending commit
-// in storage with the commit's ID before anything is stored or sent.
+// Applying takes two steps: the queue stores the built commit itself, in
+// the same transaction that claims the pending commit, and only then has it
+// sent.
 type Applier interface {
 	// Build makes, without storing or sending it, the m.mls.commit applying
 	// pending on current (the room's current commit): pending's content,
 	// auth events [create, current], pending among its prev events.
 	Build(ctx context.Context, pending, current *roomversion.Event) (*roomversion.Event, error)
-	// Apply stores commit as the room's current commit and sends it. It is
-	// called at most once per pending commit across every process sharing
-	// the database.
+	// Apply sends commit, which the queue has already stored as the room's
+	// current commit (storing it again is harmless). It is called at most
+	// once per pending commit across every process sharing the database.
 	Apply(ctx context.Context, pending, commit *roomversion.Event) error
 }
 
@@ -306,15 +306,6 @@ func (s *Scheduler) processRoom(ctx context.Context, roomID string, now time.Tim
 	nowMS := now.UnixMilli()
 	var candidates []storage.PendingCommit
 	for _, pc := range pcs {
-		if isLock(pc.EventID) {
-			// The lock row of a commit: stale once the room moves on.
-			if pc.CommitID != cur.CommitID {
-				if _, err := st.SetPendingCommitStatus(ctx, pc.EventID, storage.PendingStale); err != nil {
-					return err
-				}
-			}
-			continue
-		}
 		last := int64(0)
 		if n := len(pc.Windows); n > 0 {
 			last = pc.Windows[n-1].End
@@ -380,42 +371,23 @@ func (s *Scheduler) apply(ctx context.Context, pc storage.PendingCommit, cur sto
 	if err != nil {
 		return fmt.Errorf("commitqueue: building the commit of %s: %w", pc.EventID, err)
 	}
-	// One pending commit per current commit, across processes: whoever
-	// inserts the room's lock row for the current commit applies on it.
-	// ClaimPendingCommit locks one row only, so two processes could
-	// otherwise claim two different pending commits on the same commit (the
-	// first one's commit not yet stored) and fork the room. The lock row
-	// stays waiting until the room moves on, then processRoom marks it
-	// stale.
-	lock := lockID(pc.RoomID, cur.CommitID)
-	won, err := st.AddPendingCommit(ctx, storage.PendingCommit{EventID: lock, RoomID: pc.RoomID, CommitID: cur.CommitID})
+	// Claiming and storing happen in one transaction under the room's lock
+	// (storage.ApplyPendingCommit): across processes, one pending commit is
+	// applied once, one commit gets one pending commit applied on it, and a
+	// crash leaves the pending commit either waiting or applied and stored.
+	next := storage.RoomState{CreateID: cur.CreateID, CommitID: commit.EventID()}
+	res, err := st.ApplyPendingCommit(ctx, pc.EventID, commit, storage.StoreEventOptions{StateBefore: cur, CurrentState: &next})
 	if err != nil {
-		return fmt.Errorf("commitqueue: lock of %s: %w", cur.CommitID, err)
-	}
-	if !won {
-		return nil
-	}
-	res, err := st.ClaimPendingCommit(ctx, pc.EventID, commit.EventID())
-	if err != nil {
-		return fmt.Errorf("commitqueue: claiming %s: %w", pc.EventID, err)
+		return fmt.Errorf("commitqueue: applying %s: %w", pc.EventID, err)
 	}
 	if res != storage.ClaimWon {
 		return nil
 	}
 	if err := s.cfg.Applier.Apply(ctx, pending.Event, commit); err != nil {
-		return fmt.Errorf("commitqueue: applying %s as %s: %w", pc.EventID, commit.EventID(), err)
+		return fmt.Errorf("commitqueue: sending %s, applying %s: %w", commit.EventID(), pc.EventID, err)
 	}
 	return nil
 }
-
-// lockPrefix starts the IDs of the queue's lock rows: one per (room,
-// commit), inserted by whichever process applies a pending commit on that
-// commit (AddPendingCommit reports true to one caller only). Event IDs start with "$", so they never collide.
-const lockPrefix = "commitqueue-lock:"
-
-func lockID(roomID, commitID string) string { return lockPrefix + roomID + "/" + commitID }
-
-func isLock(id string) bool { return strings.HasPrefix(id, lockPrefix) }
 
 // Status reports a queued pending commit's state; storage.ErrNotFound
 // (wrapped) if this server never queued it.
