@@ -107,8 +107,9 @@ func New(cfg Config) (*Scheduler, error) {
 		roomDue: map[string]time.Time{}, dirty: map[string]struct{}{}, wake: make(chan struct{}, 1)}, nil
 }
 
-// Track makes the scheduler look at the rooms' queues (after a restart, or
-// for pending commits another process received). Receive tracks its room.
+// Track makes the scheduler look at the rooms' queues now. Receive tracks
+// its room, and every Tick tracks the rooms with waiting pending commits in
+// storage (after a restart, or received by another process).
 func (s *Scheduler) Track(roomIDs ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -225,10 +226,18 @@ func (s *Scheduler) expiry(ctx context.Context, pc storage.PendingCommit) (time.
 	return exp, nil
 }
 
-// Tick processes what is due now in every tracked room: expires, marks
-// stale and applies pending commits. It returns the first error; the other
+// Tick processes what is due now in every tracked room and every room with
+// a waiting pending commit in storage: expires, marks stale and applies
+// pending commits. It returns the first error; the other
 // rooms are still processed.
 func (s *Scheduler) Tick(ctx context.Context) error {
+	// Rooms with waiting pending commits in storage: after a restart, and
+	// those another process received.
+	waiting, err := s.cfg.Store.PendingCommitRooms(ctx, storage.PendingWaiting)
+	if err != nil {
+		return fmt.Errorf("commitqueue: listing rooms with waiting pending commits: %w", err)
+	}
+	s.Track(waiting...)
 	s.mu.Lock()
 	rooms := make([]string, 0, len(s.rooms))
 	for r := range s.rooms {

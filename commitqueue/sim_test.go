@@ -114,7 +114,8 @@ func (s *sim) open(srv *server) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	sched.Track(s.create.RoomID().String())
+	// No Track: a restarted scheduler finds its rooms with waiting pending
+	// commits in storage (TestRestartMidWindow relies on it).
 	srv.sched = sched
 }
 

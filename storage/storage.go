@@ -137,6 +137,9 @@ type PendingCommits interface {
 	// PendingCommits lists a room's pending commits in a status, in
 	// (receipt time, event ID) order.
 	PendingCommits(ctx context.Context, roomID string, status PendingStatus) ([]PendingCommit, error)
+	// PendingCommitRooms lists, in room ID order, the rooms with a pending
+	// commit in status (a restarted scheduler finds its work with it).
+	PendingCommitRooms(ctx context.Context, status PendingStatus) ([]string, error)
 	// ClaimPendingCommit claims a waiting pending commit for applying as
 	// appliedCommitID: it succeeds (ClaimWon) at most once across every
 	// process sharing the database. If the room's current commit is no

@@ -349,6 +349,12 @@ func (d *Database) PendingCommit(ctx context.Context, eventID string) (types.Pen
 	return pc, err
 }
 
+// PendingCommitRooms lists, in room ID order, the rooms with a pending
+// commit in status.
+func (d *Database) PendingCommitRooms(ctx context.Context, status types.PendingStatus) ([]string, error) {
+	return d.pendingCommits.selectRooms(ctx, status)
+}
+
 // PendingCommits lists a room's pending commits in a status, in (receipt
 // time, event ID) order.
 func (d *Database) PendingCommits(ctx context.Context, roomID string, status types.PendingStatus) ([]types.PendingCommit, error) {

@@ -32,13 +32,14 @@ const (
 	lockPendingCommitSQL        = `SELECT room_id, commit_id, status FROM mlsmode_pending_commits WHERE event_id = $1`
 	selectRoomPendingCommitsSQL = `SELECT event_id, commit_id, received_ts, applied_commit_id
 		FROM mlsmode_pending_commits WHERE room_id = $1 AND status = $2 ORDER BY received_ts, event_id`
+	selectRoomsWithPendingSQL = `SELECT DISTINCT room_id FROM mlsmode_pending_commits WHERE status = $1 ORDER BY room_id`
 	// Moves a waiting pending commit on; the WHERE makes it happen once.
 	updatePendingStatusSQL = `UPDATE mlsmode_pending_commits SET status = $2, applied_commit_id = $3
 		WHERE event_id = $1 AND status = 'waiting'`
 )
 
 type pendingCommitsTable struct {
-	insertStmt, selectOneStmt, lockStmt, selectRoomStmt, updateStatusStmt *sql.Stmt
+	insertStmt, selectOneStmt, lockStmt, selectRoomStmt, updateStatusStmt, selectRoomsStmt *sql.Stmt
 }
 
 func preparePendingCommitsTable(ctx context.Context, db *sql.DB) (*pendingCommitsTable, error) {
@@ -46,6 +47,7 @@ func preparePendingCommitsTable(ctx context.Context, db *sql.DB) (*pendingCommit
 	return t, prepareAll(ctx, db, "mlsmode_pending_commits", map[**sql.Stmt]string{
 		&t.insertStmt: insertPendingCommitSQL, &t.selectOneStmt: selectPendingCommitSQL, &t.lockStmt: lockPendingCommitSQL,
 		&t.selectRoomStmt: selectRoomPendingCommitsSQL, &t.updateStatusStmt: updatePendingStatusSQL,
+		&t.selectRoomsStmt: selectRoomsWithPendingSQL,
 	})
 }
 
@@ -86,6 +88,26 @@ func (t *pendingCommitsTable) lockPending(ctx context.Context, tx *sql.Tx, id st
 		return "", "", "", fmt.Errorf("locking pending commit %s: %w", id, err)
 	}
 	return roomID, commitID, types.PendingStatus(s), nil
+}
+
+func (t *pendingCommitsTable) selectRooms(ctx context.Context, status types.PendingStatus) ([]string, error) {
+	rows, err := t.selectRoomsStmt.QueryContext(ctx, string(status))
+	if err != nil {
+		return nil, fmt.Errorf("selecting rooms with %s pending commits: %w", status, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("scanning rooms with pending commits: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("selecting rooms with %s pending commits: %w", status, err)
+	}
+	return out, nil
 }
 
 func (t *pendingCommitsTable) selectRoomPending(ctx context.Context, tx *sql.Tx, roomID string, status types.PendingStatus) ([]types.PendingCommit, error) {

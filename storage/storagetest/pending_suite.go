@@ -335,3 +335,31 @@ func testConcurrentApplyPendingCommits(t *testing.T, b Backend) {
 		t.Fatal("applied a pending commit with another room's commit")
 	}
 }
+
+// testPendingCommitRooms lists the rooms with waiting pending commits, as a
+// restarted scheduler does.
+func testPendingCommitRooms(t *testing.T, b Backend) {
+	ctx := context.Background()
+	db := b.fresh(t)
+	rooms := []*Room{roomWithState(t, db, "!b:a.example"), roomWithState(t, db, "!a:a.example"), roomWithState(t, db, "!c:a.example")}
+	for i, r := range rooms[:2] {
+		pc := storage.PendingCommit{EventID: fmt.Sprintf("$w%d", i), RoomID: r.ID, CommitID: r.Commit.EventID(), ReceivedTS: 1}
+		if _, err := db.AddPendingCommit(ctx, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.PendingCommitRooms(ctx, storage.PendingWaiting)
+	if err != nil || !slices.Equal(got, []string{"!a:a.example", "!b:a.example"}) {
+		t.Fatalf("rooms with waiting pending commits: %v, %v", got, err)
+	}
+	if _, err := db.SetPendingCommitStatus(ctx, "$w0", storage.PendingExpired); err != nil {
+		t.Fatal(err)
+	}
+	got, err = db.PendingCommitRooms(ctx, storage.PendingWaiting)
+	if err != nil || !slices.Equal(got, []string{"!a:a.example"}) {
+		t.Fatalf("after one expired: %v, %v", got, err)
+	}
+	if got, _ := db.PendingCommitRooms(ctx, storage.PendingExpired); !slices.Equal(got, []string{"!b:a.example"}) {
+		t.Fatalf("rooms with expired pending commits: %v", got)
+	}
+}

@@ -77,6 +77,7 @@ func Run(t *testing.T, b Backend) {
 		{"PendingCommits", testPendingCommits},
 		{"ConcurrentPendingCommitClaims", testConcurrentPendingClaims},
 		{"ConcurrentApplyPendingCommits", testConcurrentApplyPendingCommits},
+		{"PendingCommitRooms", testPendingCommitRooms},
 		{"Migration", testMigration},
 		{"FederationTransactions", testFederationTransactions},
 		{"OutboundQueue", testOutboundQueue},
