@@ -6,11 +6,13 @@
 //	mlsroom inspect [--room-version V] [FILE|-]
 //	mlsroom check ...
 //	mlsroom resolve [FILE|-]
+//	mlsroom demo [--json] [--seed N] [--security-window SECONDS]
 //	mlsroom help [COMMAND]
 //
 // inspect decodes one base64 MLSMessage or one event in federation JSON and
 // prints what it holds as one JSON object; see docs/mlsroom.md. check is
-// described by "mlsroom check -h".
+// described by "mlsroom check -h". demo runs a room on three simulated
+// servers through a fork and its healing and tells what happened.
 //
 // Exit status: 0 on success, 1 when the input is invalid or cannot be read,
 // 2 for usage errors.
@@ -44,6 +46,10 @@ Commands:
   resolve [FILE|-]
           resolve a room's state from its events (JSON lines) and print the
           commit chain, losing commits and lost messages; see "mlsroom resolve -h"
+  demo [--json] [--seed N] [--security-window SECONDS]
+          run one room on three simulated servers (real MLS clients, auth
+          rules, state resolution, pending-commit queue) through a fork and
+          its healing, and tell what happened; see "mlsroom demo -h"
   help [COMMAND]
           show this text, or the usage of COMMAND
 
@@ -69,6 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runCheck(rest, stdin, stdout, stderr)
 	case "resolve":
 		return runResolve(rest, stdin, stdout, stderr)
+	case "demo":
+		return runDemo(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return runHelp(rest, stdin, stdout, stderr)
 	default:
@@ -95,6 +103,8 @@ func runHelp(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runCheck([]string{"-h"}, stdin, stdout, stderr)
 	case "resolve":
 		return runResolve([]string{"-h"}, stdin, stdout, stderr)
+	case "demo":
+		return runDemo([]string{"-h"}, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
