@@ -44,6 +44,9 @@ type (
 	User              = types.User
 	Device            = types.Device
 	DeviceKeys        = types.DeviceKeys
+	ClientTxn         = types.ClientTxn
+	StreamPositions   = types.StreamPositions
+	Profile           = types.Profile
 )
 
 // Re-exported constants of storage/types.
@@ -59,8 +62,10 @@ const (
 
 // Re-exported errors of storage/types.
 var (
-	ErrNotFound = types.ErrNotFound
-	ErrConflict = types.ErrConflict
+	ErrNotFound     = types.ErrNotFound
+	ErrConflict     = types.ErrConflict
+	ErrStateChanged = types.ErrStateChanged
+	ErrDuplicateTxn = types.ErrDuplicateTxn
 )
 
 // Rooms keeps the rooms the server takes part in.
@@ -78,7 +83,8 @@ type Events interface {
 	// StoreEvent stores an event, its edges and state, updates the forward
 	// extremities and the room's current state, all in one transaction.
 	// The room is created from the event if unknown. It reports false (and
-	// changes nothing) if the event was stored already.
+	// changes nothing) if the event was stored already, before looking at
+	// opts.ExpectCurrent (ErrStateChanged) and opts.Txn (ErrDuplicateTxn).
 	StoreEvent(ctx context.Context, ev *roomversion.Event, opts StoreEventOptions) (bool, error)
 	// StoreEvents stores several events in order in one transaction: all
 	// or none. It reports how many were new.
@@ -97,6 +103,18 @@ type Events interface {
 	CurrentState(ctx context.Context, roomID string) (RoomState, error)
 	// ForwardExtremities returns a room's forward extremities, sorted.
 	ForwardExtremities(ctx context.Context, roomID string) ([]string, error)
+	// RoomEvents returns a room's stored events that were not rejected
+	// (soft-failed ones included, with their flags), by NID. Forward
+	// (backward false): from < NID <= to, ascending. Backward: to < NID <
+	// from, descending. A bound of 0 means unbounded on that side. limit <=
+	// 0 means no limit.
+	RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, backward bool) ([]*StoredEvent, error)
+	// ClientTxnEvent returns the event a client transaction sent,
+	// ErrNotFound if none.
+	ClientTxnEvent(ctx context.Context, userID, deviceID, txnID string) (string, error)
+	// EventClientTxn returns the client transaction that sent an event,
+	// ErrNotFound if it was not sent through the client API here.
+	EventClientTxn(ctx context.Context, eventID string) (ClientTxn, error)
 }
 
 // KeyPackages keeps one-time and fallback key packages per device and
@@ -253,6 +271,53 @@ type SyncPositions interface {
 	SyncPosition(ctx context.Context, userID, deviceID, stream string) (int64, error)
 }
 
+// Streams are the /sync streams: event NIDs, to-device positions,
+// membership positions and device-key change positions. Positions become
+// visible in order: a reader that reads MaxStreamPositions and then
+// everything up to those positions never later sees a row appear at or
+// below them.
+type Streams interface {
+	// MaxStreamPositions returns the highest position of every stream.
+	MaxStreamPositions(ctx context.Context) (StreamPositions, error)
+	// MembershipsSince lists a user's membership changes with position >
+	// after, by position (Membership.Pos set).
+	MembershipsSince(ctx context.Context, userID string, after int64) ([]Membership, error)
+	// DeviceKeyChangesSince lists the users whose device keys changed
+	// (StoreDeviceKeys, DeleteDevice) with position > after, sorted, and
+	// the highest such position (after itself when there is none).
+	DeviceKeyChangesSince(ctx context.Context, after int64) ([]string, int64, error)
+}
+
+// Filters keeps users' /sync filters.
+type Filters interface {
+	// StoreFilter stores a user's filter (JSON as given) and returns its ID.
+	StoreFilter(ctx context.Context, userID string, filterJSON []byte) (string, error)
+	// Filter returns a user's filter, ErrNotFound if unknown (or another user's).
+	Filter(ctx context.Context, userID, filterID string) ([]byte, error)
+}
+
+// Profiles keeps local users' profiles.
+type Profiles interface {
+	// SetDisplayName and SetAvatarURL set one field of a local user's
+	// profile; ErrNotFound if the user is unknown.
+	SetDisplayName(ctx context.Context, userID, name string) error
+	SetAvatarURL(ctx context.Context, userID, url string) error
+	// Profile returns a local user's profile, ErrNotFound if the user is unknown.
+	Profile(ctx context.Context, userID string) (Profile, error)
+}
+
+// Changes tells every process sharing the database of writes a /sync may be waiting for.
+type Changes interface {
+	// NotifyChange tells every subscriber in every process sharing the
+	// database (this one included) that something keyed by key changed (a
+	// room ID or a user ID).
+	NotifyChange(ctx context.Context, key string) error
+	// SubscribeChanges returns a channel that receives every notified key
+	// until ctx ends (then it is closed). A subscriber that falls behind
+	// receives "*" (anything may have changed) instead of losing wakes.
+	SubscribeChanges(ctx context.Context) (<-chan string, error)
+}
+
 // Database is everything the module keeps.
 type Database interface {
 	Accounts
@@ -267,6 +332,10 @@ type Database interface {
 	ServerKeys
 	ToDevice
 	NetworkMembership
+	Streams
+	Filters
+	Profiles
+	Changes
 	// SchemaVersion is the highest migration applied.
 	SchemaVersion(ctx context.Context) (int, error)
 	// Close closes the database.

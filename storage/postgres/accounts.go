@@ -37,9 +37,15 @@ func (d *Database) Devices(ctx context.Context, userID string) ([]types.Device, 
 }
 
 // DeleteDevice deletes a device and everything kept for it in one
-// transaction.
+// transaction, recording a device key change of the user.
 func (d *Database) DeleteDevice(ctx context.Context, userID, deviceID string) error {
 	return d.withTx(ctx, "deleting device "+deviceID+" of "+userID, func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamDeviceKeys); err != nil {
+			return err
+		}
+		if err := d.keyChanges.insertChange(ctx, tx, userID); err != nil {
+			return err
+		}
 		for _, del := range []func(context.Context, *sql.Tx, string, string) error{
 			d.devices.deleteDevice, d.accessTokens.deleteDeviceTokens, d.deviceKeys.deleteKeys,
 			d.credentials.deleteCredentials, d.oneTimeKeys.deleteDevice, d.fallbackKeys.deleteDevice,
@@ -69,9 +75,15 @@ func (d *Database) DeleteAccessToken(ctx context.Context, token string) error {
 }
 
 // StoreDeviceKeys replaces a device's keys and credentials in one
-// transaction.
+// transaction, recording a device key change of the user.
 func (d *Database) StoreDeviceKeys(ctx context.Context, k types.DeviceKeys) error {
 	return d.withTx(ctx, "storing device keys of "+k.UserID+"/"+k.DeviceID, func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamDeviceKeys); err != nil {
+			return err
+		}
+		if err := d.keyChanges.insertChange(ctx, tx, k.UserID); err != nil {
+			return err
+		}
 		if err := d.deviceKeys.upsertKeys(ctx, tx, k.UserID, k.DeviceID, k.KeysJSON); err != nil {
 			return err
 		}

@@ -47,6 +47,29 @@ func (d *Database) storeOne(ctx context.Context, tx *sql.Tx, ev *roomversion.Eve
 		}
 		rooms[r.RoomID] = true
 	}
+	if o.ExpectCurrent != nil || o.Txn != nil {
+		// Under the room's lock: an event stored already is not new
+		// whatever the conditions; otherwise check them before writing.
+		exists, err := d.events.eventExists(ctx, tx, ev.EventID())
+		if err != nil || exists {
+			return false, err
+		}
+		if o.ExpectCurrent != nil {
+			cur, err := d.currentState.selectState(ctx, tx, r.RoomID)
+			if err != nil && !errors.Is(err, types.ErrNotFound) {
+				return false, err
+			}
+			if cur != *o.ExpectCurrent {
+				return false, fmt.Errorf("storing event %s: current state of %s is %+v, expected %+v: %w",
+					ev.EventID(), r.RoomID, cur, *o.ExpectCurrent, types.ErrStateChanged)
+			}
+		}
+		if o.Txn != nil {
+			if err := d.clientTxns.insertTxn(ctx, tx, *o.Txn, ev.EventID()); err != nil {
+				return false, err
+			}
+		}
+	}
 	if o.ForwardExtremities == nil {
 		// The common case in one round trip.
 		isNew, err := d.events.storeEvent(ctx, tx, ev, o)
@@ -105,6 +128,9 @@ func (d *Database) storeOne(ctx context.Context, tx *sql.Tx, ev *roomversion.Eve
 func (d *Database) StoreEvent(ctx context.Context, ev *roomversion.Event, opts types.StoreEventOptions) (bool, error) {
 	var isNew bool
 	err := d.withTx(ctx, "storing event", func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamEvents); err != nil {
+			return err
+		}
 		var err error
 		isNew, err = d.storeOne(ctx, tx, ev, opts, map[string]bool{})
 		return err
@@ -118,6 +144,9 @@ func (d *Database) StoreEvents(ctx context.Context, evs []types.EventToStore) (i
 	n := 0
 	err := d.withTx(ctx, fmt.Sprintf("storing %d events", len(evs)), func(tx *sql.Tx) error {
 		n = 0
+		if err := lockStream(ctx, tx, streamEvents); err != nil {
+			return err
+		}
 		// Lock the rooms in a fixed order, so that concurrent batches
 		// cannot deadlock.
 		rooms := map[string]bool{}
@@ -159,11 +188,12 @@ func (d *Database) StoreEvents(ctx context.Context, evs []types.EventToStore) (i
 }
 
 // batchable reports whether a batch can be written set-wise: no explicit
-// extremities, no event twice.
+// extremities, no conditions, no client transactions, no event twice.
 func batchable(evs []types.EventToStore) bool {
 	seen := make(map[string]bool, len(evs))
 	for _, e := range evs {
-		if e.Event == nil || e.Options.ForwardExtremities != nil || seen[e.Event.EventID()] {
+		if e.Event == nil || e.Options.ForwardExtremities != nil || e.Options.ExpectCurrent != nil || e.Options.Txn != nil ||
+			seen[e.Event.EventID()] {
 			return false
 		}
 		seen[e.Event.EventID()] = true
@@ -252,6 +282,23 @@ func (d *Database) CurrentState(ctx context.Context, roomID string) (types.RoomS
 // ForwardExtremities returns a room's forward extremities, sorted.
 func (d *Database) ForwardExtremities(ctx context.Context, roomID string) ([]string, error) {
 	return d.extremities.selectExtremities(ctx, nil, roomID)
+}
+
+// RoomEvents returns a room's events not rejected, by NID: forward from <
+// NID <= to ascending, backward to < NID < from descending (0: unbounded),
+// at most limit (<= 0: all).
+func (d *Database) RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, backward bool) ([]*types.StoredEvent, error) {
+	return d.events.selectRoomEvents(ctx, nil, roomID, from, to, limit, backward)
+}
+
+// ClientTxnEvent returns the event a client transaction sent.
+func (d *Database) ClientTxnEvent(ctx context.Context, userID, deviceID, txnID string) (string, error) {
+	return d.clientTxns.selectEvent(ctx, nil, userID, deviceID, txnID)
+}
+
+// EventClientTxn returns the client transaction that sent an event.
+func (d *Database) EventClientTxn(ctx context.Context, eventID string) (types.ClientTxn, error) {
+	return d.clientTxns.selectTxn(ctx, nil, eventID)
 }
 
 // StoreOneTimeKeyPackages stores one-time key packages in one transaction;
@@ -420,6 +467,9 @@ func (d *Database) ApplyPendingCommit(ctx context.Context, eventID string, commi
 	}
 	var res types.ClaimResult
 	err := d.withTx(ctx, "applying pending commit "+eventID, func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamEvents); err != nil {
+			return err
+		}
 		r := roomOf(commit)
 		if err := d.rooms.ensureRoom(ctx, tx, r); err != nil {
 			return err

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/mlsmode/mlsmode/storage/types"
@@ -45,7 +46,16 @@ func (d *Database) ServerKey(ctx context.Context, serverName, keyID string) (typ
 
 // SendToDevice appends a message to a device's inbox.
 func (d *Database) SendToDevice(ctx context.Context, userID, deviceID string, msg types.ToDeviceMessage) (int64, error) {
-	return d.toDevice.insertMessage(ctx, nil, userID, deviceID, msg)
+	var pos int64
+	err := d.withTx(ctx, "sending to-device message to "+userID+"/"+deviceID, func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamToDevice); err != nil {
+			return err
+		}
+		var err error
+		pos, err = d.toDevice.insertMessage(ctx, tx, userID, deviceID, msg)
+		return err
+	})
+	return pos, err
 }
 
 // ToDeviceMessages returns up to limit messages after a position.
@@ -65,7 +75,12 @@ func (d *Database) SetMembership(ctx context.Context, m types.Membership) error 
 	default:
 		return fmt.Errorf("setting membership of %s in %s: unknown state %q", m.UserID, m.RoomID, m.State)
 	}
-	return d.membership.upsertMembership(ctx, nil, m)
+	return d.withTx(ctx, "setting membership of "+m.UserID+" in "+m.RoomID, func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamMemberships); err != nil {
+			return err
+		}
+		return d.membership.upsertMembership(ctx, tx, m)
+	})
 }
 
 // Membership returns a user's network membership of a room.

@@ -4,7 +4,10 @@
 // Database, which implements storage.Database. Key package claims use
 // SELECT ... FOR UPDATE SKIP LOCKED with DELETE ... RETURNING, and pending
 // commit claims lock the queue row, so several processes may share one
-// database.
+// database. Every transaction that hands out a stream position (events,
+// to-device messages, memberships, device key changes) holds that stream's
+// advisory lock (streams.go), so positions become visible in order; change
+// notifications use LISTEN/NOTIFY on a channel per schema (changes.go).
 package postgres
 
 import (
@@ -41,6 +44,14 @@ type Database struct {
 	deviceKeys     *deviceKeysTable
 	credentials    *credentialsTable
 	syncPositions  *syncPositionsTable
+	clientTxns     *clientTxnsTable
+	keyChanges     *keyChangesTable
+	filters        *filtersTable
+	profiles       *profilesTable
+
+	// changes fans notifications out to this process's subscribers, fed by
+	// a LISTEN on channel started at the first subscription.
+	changes *changesListener
 }
 
 // Open connects to the PostgreSQL database at dsn (a "postgres://" URL or
@@ -64,6 +75,10 @@ func Open(ctx context.Context, dsn string) (*Database, error) {
 	}
 	d := &Database{db: db}
 	if err := d.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if d.changes, err = newChangesListener(ctx, db, dsn); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -135,11 +150,24 @@ func (d *Database) prepare(ctx context.Context) error {
 	if d.syncPositions, err = prepareSyncPositionsTable(ctx, d.db); err != nil {
 		return err
 	}
+	if d.clientTxns, err = prepareClientTxnsTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.keyChanges, err = prepareKeyChangesTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.filters, err = prepareFiltersTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.profiles, err = prepareProfilesTable(ctx, d.db); err != nil {
+		return err
+	}
 	return nil
 }
 
-// Close closes the connection pool.
+// Close stops the change listener and closes the connection pool.
 func (d *Database) Close() error {
+	d.changes.close()
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("closing postgres database: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/mlsmode/mlsmode/storage"
 	"github.com/mlsmode/mlsmode/storage/postgres"
@@ -84,4 +85,48 @@ func BenchmarkPostgresStateAtEvent(b *testing.B) { storagetest.BenchmarkStateAtE
 
 func TestPostgresCrashSafety(t *testing.T) {
 	storagetest.TestCrashSafety(t, Backend(), "TestPostgresCrashSafety")
+}
+
+// TestPostgresChangesAcrossHandles checks that a change notified through
+// one Database reaches the subscriber of another on the same schema within
+// a second, and not one on another schema.
+func TestPostgresChangesAcrossHandles(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func(dsn string) *postgres.Database {
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	dsn := newDSN(t)
+	a, b, other := open(dsn), open(dsn), open(newDSN(t))
+	ch, err := b.SubscribeChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chOther, err := other.SubscribeChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := a.NotifyChange(ctx, "!r:a.example"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case k := <-ch:
+		if k != "!r:a.example" {
+			t.Fatalf("received %q", k)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no notification within 1s")
+	}
+	t.Logf("delivered in %v", time.Since(start))
+	select {
+	case k := <-chOther:
+		t.Fatalf("a database on another schema received %q", k)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -46,6 +46,29 @@ func (d *Database) storeOne(ctx context.Context, tx *sql.Tx, ev *roomversion.Eve
 		}
 		rooms[r.RoomID] = true
 	}
+	if o.ExpectCurrent != nil || o.Txn != nil {
+		// Under the write lock: an event stored already is not new
+		// whatever the conditions; otherwise check them before writing.
+		exists, err := d.events.eventExists(ctx, tx, ev.EventID())
+		if err != nil || exists {
+			return false, err
+		}
+		if o.ExpectCurrent != nil {
+			cur, err := d.currentState.selectState(ctx, tx, r.RoomID)
+			if err != nil && !errors.Is(err, types.ErrNotFound) {
+				return false, err
+			}
+			if cur != *o.ExpectCurrent {
+				return false, fmt.Errorf("storing event %s: current state of %s is %+v, expected %+v: %w",
+					ev.EventID(), r.RoomID, cur, *o.ExpectCurrent, types.ErrStateChanged)
+			}
+		}
+		if o.Txn != nil {
+			if err := d.clientTxns.insertTxn(ctx, tx, *o.Txn, ev.EventID()); err != nil {
+				return false, err
+			}
+		}
+	}
 	_, isNew, err := d.events.insertEvent(ctx, tx, ev, o)
 	if err != nil || !isNew {
 		return false, err
@@ -165,6 +188,23 @@ func (d *Database) CurrentState(ctx context.Context, roomID string) (types.RoomS
 // ForwardExtremities returns a room's forward extremities, sorted.
 func (d *Database) ForwardExtremities(ctx context.Context, roomID string) ([]string, error) {
 	return d.extremities.selectExtremities(ctx, nil, roomID)
+}
+
+// RoomEvents returns a room's events not rejected, by NID: forward from <
+// NID <= to ascending, backward to < NID < from descending (0: unbounded),
+// at most limit (<= 0: all).
+func (d *Database) RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, backward bool) ([]*types.StoredEvent, error) {
+	return d.events.selectRoomEvents(ctx, nil, roomID, from, to, limit, backward)
+}
+
+// ClientTxnEvent returns the event a client transaction sent.
+func (d *Database) ClientTxnEvent(ctx context.Context, userID, deviceID, txnID string) (string, error) {
+	return d.clientTxns.selectEvent(ctx, nil, userID, deviceID, txnID)
+}
+
+// EventClientTxn returns the client transaction that sent an event.
+func (d *Database) EventClientTxn(ctx context.Context, eventID string) (types.ClientTxn, error) {
+	return d.clientTxns.selectTxn(ctx, nil, eventID)
 }
 
 // StoreOneTimeKeyPackages stores one-time key packages in one transaction;

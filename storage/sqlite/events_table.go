@@ -41,16 +41,32 @@ const (
 		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id WHERE e.event_id = $1`
 	selectEventsSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason
 		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id WHERE e.event_id IN (SELECT value FROM json_each($1))`
+	selectEventExistsSQL = `SELECT EXISTS (SELECT 1 FROM mlsmode_events WHERE event_id = $1)`
+	selectMaxEventNIDSQL = `SELECT COALESCE(MAX(event_nid), 0) FROM mlsmode_events`
+	// A room's events not rejected, $2 < NID <= $3 ascending (a bound of
+	// 0: none), at most $4 (-1: all).
+	selectRoomEventsForwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason
+		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id
+		WHERE e.room_id = $1 AND NOT e.rejected AND ($2 = 0 OR e.event_nid > $2) AND ($3 = 0 OR e.event_nid <= $3)
+		ORDER BY e.event_nid ASC LIMIT $4`
+	// Backward: $3 < NID < $2 descending.
+	selectRoomEventsBackwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason
+		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id
+		WHERE e.room_id = $1 AND NOT e.rejected AND ($2 = 0 OR e.event_nid < $2) AND ($3 = 0 OR e.event_nid > $3)
+		ORDER BY e.event_nid DESC LIMIT $4`
 )
 
 type eventsTable struct {
-	insertStmt, selectEventStmt, selectEventsStmt *sql.Stmt
+	insertStmt, selectEventStmt, selectEventsStmt  *sql.Stmt
+	existsStmt, maxStmt, forwardStmt, backwardStmt *sql.Stmt
 }
 
 func prepareEventsTable(ctx context.Context, db *sql.DB) (*eventsTable, error) {
 	t := &eventsTable{}
 	return t, prepareAll(ctx, db, "mlsmode_events", map[**sql.Stmt]string{
 		&t.insertStmt: insertEventSQL, &t.selectEventStmt: selectEventSQL, &t.selectEventsStmt: selectEventsSQL,
+		&t.existsStmt: selectEventExistsSQL, &t.maxStmt: selectMaxEventNIDSQL,
+		&t.forwardStmt: selectRoomEventsForwardSQL, &t.backwardStmt: selectRoomEventsBackwardSQL,
 	})
 }
 
@@ -122,6 +138,63 @@ func (t *eventsTable) selectEvents(ctx context.Context, tx *sql.Tx, ids []string
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("selecting %d events: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// eventExists reports whether an event is stored.
+func (t *eventsTable) eventExists(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
+	var ok bool
+	if err := stmt(ctx, tx, t.existsStmt).QueryRowContext(ctx, id).Scan(&ok); err != nil {
+		return false, fmt.Errorf("looking up event %s: %w", id, err)
+	}
+	return ok, nil
+}
+
+// selectMaxNID returns the highest event NID, 0 if none.
+func (t *eventsTable) selectMaxNID(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var nid int64
+	if err := stmt(ctx, tx, t.maxStmt).QueryRowContext(ctx).Scan(&nid); err != nil {
+		return 0, fmt.Errorf("selecting events position: %w", err)
+	}
+	return nid, nil
+}
+
+// selectRoomEvents returns a room's events not rejected between the
+// bounds (see selectRoomEventsForwardSQL and selectRoomEventsBackwardSQL).
+func (t *eventsTable) selectRoomEvents(ctx context.Context, tx *sql.Tx, roomID string, from, to int64, limit int, backward bool) ([]*types.StoredEvent, error) {
+	s := t.forwardStmt
+	if backward {
+		s = t.backwardStmt
+	}
+	lim := int64(-1)
+	if limit > 0 {
+		lim = int64(limit)
+	}
+	rows, err := stmt(ctx, tx, s).QueryContext(ctx, roomID, from, to, lim)
+	if err != nil {
+		return nil, fmt.Errorf("selecting events of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	out := []*types.StoredEvent{}
+	for rows.Next() {
+		var (
+			id, version, reason string
+			nid                 int64
+			js                  []byte
+			rej, soft           bool
+		)
+		if err := rows.Scan(&id, &nid, &version, &js, &rej, &soft, &reason); err != nil {
+			return nil, fmt.Errorf("scanning events: %w", err)
+		}
+		se, err := scanEvent(ctx, id, nid, version, js, rej, soft, reason)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, se)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("selecting events of %s: %w", roomID, err)
 	}
 	return out, nil
 }

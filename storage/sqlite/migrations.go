@@ -43,6 +43,9 @@ func migrations() []migration {
 		{4, "users, devices, access tokens, device keys, credentials, sync positions", []string{
 			usersSchema, devicesSchema, accessTokensSchema, deviceKeysSchema, credentialsSchema, syncPositionsSchema,
 		}},
+		{5, "client transactions, membership and device key change streams, filters, profiles", []string{
+			clientTxnsSchema, membershipStreamDelta, keyChangesSchema, filtersSchema, profilesSchema,
+		}},
 	}
 }
 

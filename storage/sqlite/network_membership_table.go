@@ -21,19 +21,35 @@ CREATE TABLE IF NOT EXISTS mlsmode_network_membership (
 );
 CREATE INDEX IF NOT EXISTS mlsmode_network_membership_user_idx ON mlsmode_network_membership (user_id, membership);`
 
+// Migration 5 gives each membership its position in the memberships
+// stream. Rows are never deleted and every write takes the highest
+// position plus one (SQLite has one writer), so positions only grow;
+// existing rows get their rowid.
+const membershipStreamDelta = `
+ALTER TABLE mlsmode_network_membership ADD COLUMN stream_pos INTEGER NOT NULL DEFAULT 0;
+UPDATE mlsmode_network_membership SET stream_pos = rowid;
+CREATE INDEX IF NOT EXISTS mlsmode_network_membership_stream_idx ON mlsmode_network_membership (user_id, stream_pos);
+ALTER TABLE mlsmode_network_membership ADD COLUMN events_pos BIGINT NOT NULL DEFAULT 0;`
+
 const (
-	upsertMembershipSQL = `INSERT INTO mlsmode_network_membership (room_id, user_id, membership, inviter, updated_ts)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, user_id) DO UPDATE
-		SET membership = excluded.membership, inviter = excluded.inviter, updated_ts = excluded.updated_ts`
-	selectMembershipSQL  = `SELECT membership, inviter, updated_ts FROM mlsmode_network_membership WHERE room_id = $1 AND user_id = $2`
-	selectRoomMembersSQL = `SELECT room_id, user_id, membership, inviter, updated_ts FROM mlsmode_network_membership
+	upsertMembershipSQL = `INSERT INTO mlsmode_network_membership (room_id, user_id, membership, inviter, updated_ts, events_pos, stream_pos)
+		VALUES ($1, $2, $3, $4, $5, $6, (SELECT COALESCE(MAX(stream_pos), 0) + 1 FROM mlsmode_network_membership))
+		ON CONFLICT (room_id, user_id) DO UPDATE
+		SET membership = excluded.membership, inviter = excluded.inviter, updated_ts = excluded.updated_ts,
+			events_pos = excluded.events_pos,
+			stream_pos = excluded.stream_pos`
+	selectMembershipSQL  = `SELECT membership, inviter, updated_ts, events_pos, stream_pos FROM mlsmode_network_membership WHERE room_id = $1 AND user_id = $2`
+	selectRoomMembersSQL = `SELECT room_id, user_id, membership, inviter, updated_ts, events_pos, stream_pos FROM mlsmode_network_membership
 		WHERE room_id = $1 AND membership = $2 ORDER BY user_id`
-	selectUserRoomsSQL = `SELECT room_id, user_id, membership, inviter, updated_ts FROM mlsmode_network_membership
+	selectUserRoomsSQL = `SELECT room_id, user_id, membership, inviter, updated_ts, events_pos, stream_pos FROM mlsmode_network_membership
 		WHERE user_id = $1 AND membership = $2 ORDER BY room_id`
+	selectMembershipsSinceSQL = `SELECT room_id, user_id, membership, inviter, updated_ts, events_pos, stream_pos FROM mlsmode_network_membership
+		WHERE user_id = $1 AND stream_pos > $2 ORDER BY stream_pos`
+	selectMaxMembershipPosSQL = `SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_network_membership`
 )
 
 type membershipTable struct {
-	upsertStmt, selectStmt, roomStmt, userStmt *sql.Stmt
+	upsertStmt, selectStmt, roomStmt, userStmt, sinceStmt, maxStmt *sql.Stmt
 }
 
 func prepareMembershipTable(ctx context.Context, db *sql.DB) (*membershipTable, error) {
@@ -41,11 +57,12 @@ func prepareMembershipTable(ctx context.Context, db *sql.DB) (*membershipTable, 
 	return t, prepareAll(ctx, db, "mlsmode_network_membership", map[**sql.Stmt]string{
 		&t.upsertStmt: upsertMembershipSQL, &t.selectStmt: selectMembershipSQL,
 		&t.roomStmt: selectRoomMembersSQL, &t.userStmt: selectUserRoomsSQL,
+		&t.sinceStmt: selectMembershipsSinceSQL, &t.maxStmt: selectMaxMembershipPosSQL,
 	})
 }
 
 func (t *membershipTable) upsertMembership(ctx context.Context, tx *sql.Tx, m types.Membership) error {
-	if _, err := stmt(ctx, tx, t.upsertStmt).ExecContext(ctx, m.RoomID, m.UserID, m.State, m.Inviter, m.UpdatedTS); err != nil {
+	if _, err := stmt(ctx, tx, t.upsertStmt).ExecContext(ctx, m.RoomID, m.UserID, m.State, m.Inviter, m.UpdatedTS, m.EventsPos); err != nil {
 		return fmt.Errorf("setting membership of %s in %s: %w", m.UserID, m.RoomID, err)
 	}
 	return nil
@@ -53,7 +70,7 @@ func (t *membershipTable) upsertMembership(ctx context.Context, tx *sql.Tx, m ty
 
 func (t *membershipTable) selectMembership(ctx context.Context, tx *sql.Tx, roomID, userID string) (types.Membership, error) {
 	m := types.Membership{RoomID: roomID, UserID: userID}
-	err := stmt(ctx, tx, t.selectStmt).QueryRowContext(ctx, roomID, userID).Scan(&m.State, &m.Inviter, &m.UpdatedTS)
+	err := stmt(ctx, tx, t.selectStmt).QueryRowContext(ctx, roomID, userID).Scan(&m.State, &m.Inviter, &m.UpdatedTS, &m.EventsPos, &m.Pos)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("membership of %s in %s: %w", userID, roomID, types.ErrNotFound)
 	}
@@ -74,11 +91,25 @@ func (t *membershipTable) selectMemberships(ctx context.Context, tx *sql.Tx, roo
 	if err != nil {
 		return nil, fmt.Errorf("selecting memberships of %s: %w", key, err)
 	}
+	return scanMemberships(rows, key)
+}
+
+// selectSince lists a user's memberships with a position after after, by
+// position.
+func (t *membershipTable) selectSince(ctx context.Context, tx *sql.Tx, userID string, after int64) ([]types.Membership, error) {
+	rows, err := stmt(ctx, tx, t.sinceStmt).QueryContext(ctx, userID, after)
+	if err != nil {
+		return nil, fmt.Errorf("selecting memberships of %s: %w", userID, err)
+	}
+	return scanMemberships(rows, userID)
+}
+
+func scanMemberships(rows *sql.Rows, key string) ([]types.Membership, error) {
 	defer rows.Close()
 	out := []types.Membership{}
 	for rows.Next() {
 		var m types.Membership
-		if err := rows.Scan(&m.RoomID, &m.UserID, &m.State, &m.Inviter, &m.UpdatedTS); err != nil {
+		if err := rows.Scan(&m.RoomID, &m.UserID, &m.State, &m.Inviter, &m.UpdatedTS, &m.EventsPos, &m.Pos); err != nil {
 			return nil, fmt.Errorf("scanning memberships: %w", err)
 		}
 		out = append(out, m)
@@ -87,4 +118,12 @@ func (t *membershipTable) selectMemberships(ctx context.Context, tx *sql.Tx, roo
 		return nil, fmt.Errorf("selecting memberships of %s: %w", key, err)
 	}
 	return out, nil
+}
+
+func (t *membershipTable) selectMax(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var pos int64
+	if err := stmt(ctx, tx, t.maxStmt).QueryRowContext(ctx).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("selecting memberships position: %w", err)
+	}
+	return pos, nil
 }

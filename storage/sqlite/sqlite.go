@@ -5,7 +5,10 @@
 // implements storage.Database. Each Database has a single connection (one
 // writer), and every transaction begins IMMEDIATE with a busy timeout, so
 // several processes may share one database file: key package claims and
-// pending commit claims are serialised by SQLite's write lock.
+// pending commit claims are serialised by SQLite's write lock. Change
+// notifications (SubscribeChanges) reach the subscribers of the notifying
+// Database only: two processes (or two handles) on one database file do
+// not hear each other's notifications.
 package sqlite
 
 import (
@@ -13,6 +16,8 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+
+	"github.com/mlsmode/mlsmode/storage/internal/changes"
 
 	// The pure-Go SQLite driver.
 	_ "modernc.org/sqlite"
@@ -43,6 +48,13 @@ type Database struct {
 	deviceKeys     *deviceKeysTable
 	credentials    *credentialsTable
 	syncPositions  *syncPositionsTable
+	clientTxns     *clientTxnsTable
+	keyChanges     *keyChangesTable
+	filters        *filtersTable
+	profiles       *profilesTable
+
+	// changes fans notifications out to this Database's subscribers only.
+	changes *changes.Hub
 }
 
 // connParams make every connection wait for the write lock instead of
@@ -94,7 +106,7 @@ func Open(ctx context.Context, dsn string) (*Database, error) {
 		db.Close()
 		return nil, err
 	}
-	d := &Database{db: db}
+	d := &Database{db: db, changes: changes.NewHub()}
 	if err := d.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -167,11 +179,24 @@ func (d *Database) prepare(ctx context.Context) error {
 	if d.syncPositions, err = prepareSyncPositionsTable(ctx, d.db); err != nil {
 		return err
 	}
+	if d.clientTxns, err = prepareClientTxnsTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.keyChanges, err = prepareKeyChangesTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.filters, err = prepareFiltersTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.profiles, err = prepareProfilesTable(ctx, d.db); err != nil {
+		return err
+	}
 	return nil
 }
 
-// Close closes the connection pool.
+// Close ends every change subscription and closes the connection pool.
 func (d *Database) Close() error {
+	d.changes.Close()
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("closing sqlite database: %w", err)
 	}

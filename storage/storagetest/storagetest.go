@@ -87,6 +87,18 @@ func Run(t *testing.T, b Backend) {
 		{"Accounts", testAccounts},
 		{"DeviceKeys", testDeviceKeys},
 		{"SyncPositions", testSyncPositions},
+		{"ConditionalStore", testConditionalStore},
+		{"ClientTxns", testClientTxns},
+		{"ConcurrentConditionalWrites", testConcurrentConditionalWrites},
+		{"RoomEvents", testRoomEvents},
+		{"StreamPositions", testStreamPositions},
+		{"StreamOrdering", testStreamOrdering},
+		{"MembershipPositions", testMembershipPositions},
+		{"MembershipStreamMigration", testMembershipStreamMigration},
+		{"DeviceKeyChanges", testDeviceKeyChanges},
+		{"Filters", testFilters},
+		{"Profiles", testProfiles},
+		{"Changes", testChanges},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, b) })

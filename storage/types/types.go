@@ -18,6 +18,12 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrConflict: the row exists already with different content.
 	ErrConflict = errors.New("storage: conflict with stored data")
+	// ErrStateChanged: a conditional event write (StoreEventOptions.
+	// ExpectCurrent) found another current state; nothing was stored.
+	ErrStateChanged = errors.New("storage: room state changed")
+	// ErrDuplicateTxn: the client transaction (StoreEventOptions.Txn) was
+	// recorded before; nothing was stored.
+	ErrDuplicateTxn = errors.New("storage: duplicate client transaction")
 )
 
 // Room is one MLS room the server takes part in.
@@ -56,6 +62,25 @@ type StoreEventOptions struct {
 	// event replaces its prev events among the extremities and becomes one
 	// itself, unless a stored event already names it as a prev event.
 	ForwardExtremities []string
+	// ExpectCurrent, when non-nil, makes the write conditional: if the
+	// room's current state (zero RoomState when the room has none) is not
+	// *ExpectCurrent when the write runs (under the room's lock), nothing is
+	// stored and the error wraps ErrStateChanged. An event stored already
+	// is reported as not new (false, nil) before this check.
+	ExpectCurrent *RoomState
+	// Txn, when non-nil, records the client transaction that sent the event
+	// in the same transaction; if (UserID, DeviceID, TxnID) was recorded
+	// before, nothing is stored and the error wraps ErrDuplicateTxn. An
+	// event stored already is reported as not new (false, nil) before this
+	// check, and the transaction is then not recorded.
+	Txn *ClientTxn
+}
+
+// ClientTxn identifies a client-server API transaction (PUT
+// /rooms/{roomId}/send/{eventType}/{txnId}): the sending user and device
+// and the client's transaction ID.
+type ClientTxn struct {
+	UserID, DeviceID, TxnID string
 }
 
 // StoredEvent is an event as stored, with its flags.
@@ -199,6 +224,12 @@ type Membership struct {
 	// Inviter is the user who invited, for invites.
 	Inviter   string
 	UpdatedTS int64
+	// EventsPos is the events-stream position when the membership was set
+	// (a joined user's timeline starts after it), stored as given.
+	EventsPos int64
+	// Pos is the membership's position in the memberships stream, set on
+	// read: SetMembership assigns a new, higher one every time.
+	Pos int64
 }
 
 // User is a local account.
@@ -226,4 +257,16 @@ type DeviceKeys struct {
 	DeviceID    string
 	KeysJSON    []byte
 	Credentials map[string]string
+}
+
+// StreamPositions are the highest positions of each stream (sync tokens).
+// Events are event NIDs; to-device messages, membership changes and device
+// key changes each have their own increasing sequence.
+type StreamPositions struct {
+	Events, ToDevice, Memberships, DeviceKeys int64
+}
+
+// Profile is a local user's profile.
+type Profile struct {
+	DisplayName, AvatarURL string
 }
