@@ -2,6 +2,7 @@ package authrules
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 
@@ -39,16 +40,52 @@ func ParseEvent(ctx context.Context, v roomversion.Version, eventJSON []byte) (*
 		return nil, err
 	}
 	if rule := parseRule(v, re, eventJSON); rule != "" {
-		reason := re.Reason
-		if re.Field != "" {
-			reason = re.Field + ": " + reason
-		}
-		if re.Err != nil {
-			reason += ": " + re.Err.Error()
-		}
-		return nil, &Error{Rule: rule, Reason: reason, Err: err}
+		return nil, ruleError(rule, re, err)
 	}
 	return nil, err
+}
+
+// BuildEvent builds a new event with b.Build and, like ParseEvent, returns
+// an *Error naming the auth rule when Build refuses the event for what is
+// also an auth rule (a server building an event for a client refuses it
+// with the rule's name); every other failure is Build's error.
+func BuildEvent(ctx context.Context, b *roomversion.Builder, signingKeyID string, privateKey ed25519.PrivateKey) (*roomversion.Event, error) {
+	ev, err := b.Build(ctx, signingKeyID, privateKey)
+	if err == nil {
+		return ev, nil
+	}
+	var re *roomversion.Error
+	if !errors.As(err, &re) {
+		return nil, err
+	}
+	// parseRule reads the type, the state key and the content.
+	top := map[string]any{"type": b.Type}
+	if b.StateKey != nil {
+		top["state_key"] = *b.StateKey
+	}
+	if json.Valid(b.Content) {
+		top["content"] = json.RawMessage(b.Content)
+	}
+	js, jerr := json.Marshal(top)
+	if jerr != nil {
+		return nil, err
+	}
+	if rule := parseRule(b.Version, re, js); rule != "" {
+		return nil, ruleError(rule, re, err)
+	}
+	return nil, err
+}
+
+// ruleError turns a roomversion error into the *Error of rule.
+func ruleError(rule string, re *roomversion.Error, err error) *Error {
+	reason := re.Reason
+	if re.Field != "" {
+		reason = re.Field + ": " + reason
+	}
+	if re.Err != nil {
+		reason += ": " + re.Err.Error()
+	}
+	return &Error{Rule: rule, Reason: reason, Err: err}
 }
 
 // parseRule returns the auth rule a Parse error is, or "".
