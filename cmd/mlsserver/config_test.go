@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		ServerName: "localhost", Listen: "localhost:8008", DataDir: "mlsserver-data", Registration: true,
+		LogLevel: "info", RateLimit: rateLimitConfig{Enabled: true, PerSecond: 20, Burst: 100},
+		ShutdownTimeout: 10 * time.Second, level: slog.LevelInfo,
+	}
+	if cfg != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+	if got, want := cfg.databaseDSN(), filepath.Join("mlsserver-data", "mlsserver.db"); got != want {
+		t.Errorf("database DSN %q, want %q", got, want)
+	}
+	if got, want := cfg.signingKeyPath(), filepath.Join("mlsserver-data", "signing.key"); got != want {
+		t.Errorf("signing key path %q, want %q", got, want)
+	}
+}
+
+const fullYAML = `
+server_name: example.org
+listen: "0.0.0.0:8448"
+data_dir: /var/lib/mlsserver
+database: "postgres://mls@db/mls?sslmode=disable"
+signing_key: /etc/mlsserver/signing.key
+tls_cert: /etc/mlsserver/cert.pem
+tls_key: /etc/mlsserver/key.pem
+registration: false
+log_level: debug
+base_url: https://matrix.example.org
+rate_limit:
+  enabled: true
+  per_second: 5.5
+  burst: 7
+shutdown_timeout: 45s
+`
+
+func TestConfigFile(t *testing.T) {
+	p := writeFile(t, "c.yaml", fullYAML)
+	cfg, err := loadConfig([]string{"--config", p}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		ServerName: "example.org", Listen: "0.0.0.0:8448", DataDir: "/var/lib/mlsserver",
+		Database: "postgres://mls@db/mls?sslmode=disable", SigningKey: "/etc/mlsserver/signing.key",
+		TLSCert: "/etc/mlsserver/cert.pem", TLSKey: "/etc/mlsserver/key.pem", Registration: false,
+		LogLevel: "debug", BaseURL: "https://matrix.example.org",
+		RateLimit:       rateLimitConfig{Enabled: true, PerSecond: 5.5, Burst: 7},
+		ShutdownTimeout: 45 * time.Second, level: slog.LevelDebug,
+	}
+	if cfg != want {
+		t.Errorf("from file:\n got %+v\nwant %+v", cfg, want)
+	}
+	if cfg.usesDataDir() {
+		t.Error("database and signing key are set, yet usesDataDir is true")
+	}
+
+	// A file setting only some keys keeps the defaults of the others.
+	p = writeFile(t, "partial.yaml", "server_name: a.test\n")
+	cfg, err = loadConfig([]string{"--config", p}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerName != "a.test" || cfg.Listen != defaultListen || !cfg.Registration || !cfg.RateLimit.Enabled {
+		t.Errorf("partial file: %+v", cfg)
+	}
+
+	// The example in docs/ is a valid file.
+	if _, err := loadConfig([]string{"--config", filepath.Join("..", "..", "docs", "mlsserver.example.yaml")}, &bytes.Buffer{}); err != nil {
+		t.Errorf("docs/mlsserver.example.yaml: %v", err)
+	}
+}
+
+func TestConfigFlagsOverrideFile(t *testing.T) {
+	p := writeFile(t, "c.yaml", fullYAML)
+	cfg, err := loadConfig([]string{
+		"--config", p, "--server-name", "flag.test", "-listen=127.0.0.1:9", "--registration=true",
+		"--log-level", "warn", "--rate-limit=false", "--database", "/tmp/x.db", "--shutdown-timeout", "1s",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerName != "flag.test" || cfg.Listen != "127.0.0.1:9" || !cfg.Registration ||
+		cfg.level != slog.LevelWarn || cfg.RateLimit.Enabled || cfg.Database != "/tmp/x.db" || cfg.ShutdownTimeout != time.Second {
+		t.Errorf("flags did not override the file: %+v", cfg)
+	}
+	// Settings no flag named keep the file's value, not the flag default.
+	if cfg.DataDir != "/var/lib/mlsserver" || cfg.BaseURL != "https://matrix.example.org" || cfg.RateLimit.Burst != 7 {
+		t.Errorf("file settings lost: %+v", cfg)
+	}
+}
+
+func TestConfigRefused(t *testing.T) {
+	cases := []struct {
+		name  string
+		yaml  string // written to a file given with --config, if not empty
+		args  []string
+		want  string // in the error
+		usage bool
+	}{
+		{name: "unknown key", yaml: "server_name: a.test\nlisten_address: x\n", want: "listen_address"},
+		{name: "unknown nested key", yaml: "rate_limit:\n  per_minute: 3\n", want: "per_minute"},
+		{name: "wrong type", yaml: "registration: maybe\n", want: "registration"},
+		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, want: "tls_key"},
+		{name: "key without cert", yaml: "tls_key: k.pem\n", want: "tls_cert"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "log_level"},
+		{name: "bad log level in file", yaml: "log_level: verbose\n", want: "log_level"},
+		{name: "bad server name", args: []string{"--server-name", "a b"}, want: "server_name"},
+		{name: "bad listen", args: []string{"--listen", "8008"}, want: "listen"},
+		{name: "bad base url", args: []string{"--base-url", "matrix.example.org"}, want: "base_url"},
+		{name: "bad burst", args: []string{"--rate-limit-burst", "0"}, want: "rate_limit.burst"},
+		{name: "wrong nested type", yaml: "rate_limit:\n  enabled: true\n  burst: lots\n", want: "rate_limit.burst"},
+		{name: "bad rate", yaml: "rate_limit:\n  per_second: -1\n", want: "rate_limit.per_second"},
+		{name: "bad shutdown timeout", args: []string{"--shutdown-timeout", "0s"}, want: "shutdown_timeout"},
+		{name: "other URL scheme", args: []string{"--database", "mysql://x/y"}, want: "database"},
+		{name: "empty data dir", args: []string{"--data-dir", ""}, want: "data_dir"},
+		{name: "missing config file", args: []string{"--config", "/nonexistent/mlsserver.yaml"}, want: "config file"},
+		{name: "unknown flag", args: []string{"--colour"}, want: "colour", usage: true},
+		{name: "argument", args: []string{"serve"}, want: "serve", usage: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := c.args
+			if c.yaml != "" {
+				args = append([]string{"--config", writeFile(t, "c.yaml", c.yaml)}, args...)
+			}
+			_, err := loadConfig(args, &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("accepted %v", args)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not name %q", err, c.want)
+			}
+			if isUsageError(err) != c.usage {
+				t.Errorf("usage error %v, want %v (%v)", isUsageError(err), c.usage, err)
+			}
+		})
+	}
+}
+
+func TestConfigHelp(t *testing.T) {
+	var out bytes.Buffer
+	_, err := loadConfig([]string{"-h"}, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	for _, f := range []string{"-server-name", "-listen", "-data-dir", "-database", "-signing-key", "-tls-cert",
+		"-tls-key", "-registration", "-log-level", "-base-url", "-rate-limit", "-rate-limit-per-second",
+		"-rate-limit-burst", "-shutdown-timeout", "-config"} {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("usage does not list %s", f)
+		}
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:secret@h/db":                "postgres://u:xxxxx@h/db",
+		"postgresql://u@h/db?password=secret&x=1": "postgresql://u@h/db?password=xxxxx&x=1",
+		"mlsserver-data/mlsserver.db":             "mlsserver-data/mlsserver.db",
+		"postgres://u@h/db?sslmode=disable":       "postgres://u@h/db?sslmode=disable",
+		"postgres://u:secret@h:port/db":           "(unparsable URL)",
+	} {
+		if got := redactDSN(in); got != want {
+			t.Errorf("redactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,42 @@
+// Command mlsserver is the mlsmode reference homeserver: the Matrix
+// client-server API of MLS rooms (package clientapi over roomserver and
+// userapi) on embedded SQLite or PostgreSQL. With no flags it serves
+// http://localhost:8008 with its database and signing key in
+// ./mlsserver-data/. docs/mlsserver.md describes every setting (flags or a
+// YAML file), TLS, running two processes on one PostgreSQL database,
+// signals, GET /health and the logs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mlsmode/mlsmode/roomversion"
+)
+
+func main() {
+	roomversion.Register()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	go func() {
+		// After the first signal, a second one ends the process at once
+		// (the default behaviour) instead of waiting for the shutdown.
+		<-ctx.Done()
+		stop()
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case isUsageError(err):
+		fmt.Fprintf(os.Stderr, "mlsserver: %v (mlsserver -h lists the flags)\n", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "mlsserver: %v\n", err)
+		os.Exit(1)
+	}
+}
