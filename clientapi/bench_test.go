@@ -105,7 +105,10 @@ func BenchmarkSyncDelivery(b *testing.B) {
 				for range pollers {
 					<-ready
 				}
-				time.Sleep(20 * time.Millisecond) // the polls are waiting
+				// Measure delivery to polls that are waiting.
+				for e.rooms.LongPolls() < pollers {
+					time.Sleep(time.Millisecond)
+				}
 				sent := time.Now()
 				r := e.do("PUT", roomPath(roomID, fmt.Sprintf("/send/m.room.encrypted/d%d", i)), alice.token, bodies[i])
 				if r.status != 200 {

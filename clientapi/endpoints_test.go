@@ -351,6 +351,27 @@ func TestSyncLongPoll(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the long-poll did not wake within 5 s")
 		}
+		// A to-device message (a change keyed by the user, not the room)
+		// wakes a poll too.
+		r0 := e.do("GET", "/_matrix/client/v3/sync?timeout=0&since="+url.QueryEscape(since), bob.token, nil).must(t, 200, "sync")
+		tdSince := r0.str("next_batch")
+		go func() {
+			r := e.do("GET", "/_matrix/client/v3/sync?timeout=20000&since="+url.QueryEscape(tdSince), bob.token, nil)
+			done <- r.body
+		}()
+		for e.rooms.LongPolls() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		e.do("PUT", "/_matrix/client/v3/sendToDevice/m.mls.welcome/"+e.nextTxn(), alice.token, map[string]any{
+			"messages": map[string]any{bob.userID: map[string]any{bob.deviceID: map[string]string{"welcome": "x"}}}}).must(t, 200, "sendToDevice")
+		select {
+		case body := <-done:
+			if evs := body["to_device"].(map[string]any)["events"].([]any); len(evs) != 1 {
+				t.Fatalf("poll woken by a to-device message: %v", body)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a to-device message did not wake the long-poll within 5 s")
+		}
 		// With nothing new and a short timeout, it returns empty after it.
 		start = time.Now()
 		r := e.do("GET", "/_matrix/client/v3/sync?timeout=300&since="+url.QueryEscape(since), bob.token, nil).must(t, 200, "sync")

@@ -17,18 +17,30 @@ type hub struct {
 
 	mu      sync.Mutex
 	waiters map[string]map[*waiter]struct{}
+	active  int // registered waiters
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
 // waiter is one long-poll; ch is closed when one of its keys changes.
+// fired collects the keys that changed (guarded by the hub's mutex).
 type waiter struct {
-	keys []string
-	ch   chan struct{}
-	once sync.Once
+	keys  []string
+	ch    chan struct{}
+	once  sync.Once
+	fired map[string]bool
+	// released is set by release (guarded by the hub's mutex).
+	released bool
 }
 
-func (w *waiter) wake() { w.once.Do(func() { close(w.ch) }) }
+// wake records key and closes ch once. The hub's mutex is held.
+func (w *waiter) wake(key string) {
+	if w.fired == nil {
+		w.fired = map[string]bool{}
+	}
+	w.fired[key] = true
+	w.once.Do(func() { close(w.ch) })
+}
 
 func newHub(st storage.Changes, logger *slog.Logger) *hub {
 	return &hub{st: st, logger: logger, waiters: map[string]map[*waiter]struct{}{}}
@@ -74,13 +86,13 @@ func (h *hub) dispatch(key string) {
 	if key == "*" {
 		for _, ws := range h.waiters {
 			for w := range ws {
-				w.wake()
+				w.wake(key)
 			}
 		}
 		return
 	}
 	for w := range h.waiters[key] {
-		w.wake()
+		w.wake(key)
 	}
 }
 
@@ -89,6 +101,7 @@ func (h *hub) wait(keys ...string) *waiter {
 	w := &waiter{keys: keys, ch: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.active++
 	for _, k := range keys {
 		ws := h.waiters[k]
 		if ws == nil {
@@ -100,10 +113,15 @@ func (h *hub) wait(keys ...string) *waiter {
 	return w
 }
 
-// release unregisters w.
-func (h *hub) release(w *waiter) {
+// release unregisters w and returns the keys that fired it.
+func (h *hub) release(w *waiter) map[string]bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if w.released {
+		return w.fired
+	}
+	w.released = true
+	h.active--
 	for _, k := range w.keys {
 		if ws := h.waiters[k]; ws != nil {
 			delete(ws, w)
@@ -112,4 +130,12 @@ func (h *hub) release(w *waiter) {
 			}
 		}
 	}
+	return w.fired
+}
+
+// waiting is the number of registered waiters.
+func (h *hub) waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.active
 }

@@ -55,10 +55,17 @@ func deliverable(se *storage.StoredEvent) (ok, lostFork bool) {
 	return false, false
 }
 
-// clientEvent wraps a stored event for deviceID's user.
-func (s *Server) clientEvent(ctx context.Context, se *storage.StoredEvent, userID, deviceID string) (ClientEvent, error) {
+// clientEvent wraps a stored event for deviceID's user. Events read with
+// RoomEvents carry their client transaction; others are looked up.
+func (s *Server) clientEvent(ctx context.Context, se *storage.StoredEvent, userID, deviceID string, fromRoomEvents bool) (ClientEvent, error) {
 	ce := ClientEvent{Event: se.Event}
 	_, ce.LostFork = deliverable(se)
+	if fromRoomEvents {
+		if t := se.Txn; t != nil && t.UserID == userID && t.DeviceID == deviceID {
+			ce.TransactionID = t.TxnID
+		}
+		return ce, nil
+	}
 	if se.Event.Origin() == s.cfg.ServerName && deviceID != "" {
 		txn, err := s.st.EventClientTxn(ctx, se.Event.EventID())
 		switch {
@@ -122,7 +129,7 @@ func (s *Server) Event(ctx context.Context, userID, deviceID, roomID, eventID st
 	if err != nil {
 		return ClientEvent{}, fmt.Errorf("reading event %s: %w", eventID, err)
 	}
-	ce, err := s.clientEvent(ctx, se, userID, deviceID)
+	ce, err := s.clientEvent(ctx, se, userID, deviceID, false)
 	if err != nil {
 		return ClientEvent{}, err
 	}
@@ -195,7 +202,7 @@ func (s *Server) Messages(ctx context.Context, req MessagesRequest) (MessagesRes
 		if ok, _ := deliverable(se); !ok {
 			continue
 		}
-		ce, err := s.clientEvent(ctx, se, req.UserID, req.DeviceID)
+		ce, err := s.clientEvent(ctx, se, req.UserID, req.DeviceID, true)
 		if err != nil {
 			return MessagesResponse{}, err
 		}

@@ -87,6 +87,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	rooms map[string]*room
+	// toDeviceDeleted is how far each device's to-device inbox was
+	// emptied by this process (user|device -> position).
+	toDeviceDeleted map[string]int64
 }
 
 // New returns a Server; Start it to run the commit queue and /sync
@@ -107,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, st: cfg.Store, clock: cfg.Clock, rooms: map[string]*room{}}
+	s := &Server{cfg: cfg, st: cfg.Store, clock: cfg.Clock, rooms: map[string]*room{}, toDeviceDeleted: map[string]int64{}}
 	s.hub = newHub(cfg.Store, cfg.Logger)
 	q, err := commitqueue.New(commitqueue.Config{
 		ServerName: cfg.ServerName, Store: cfg.Store, Applier: applier{s}, Clock: cfg.Clock,

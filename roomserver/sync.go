@@ -131,27 +131,80 @@ func (s *Server) Sync(ctx context.Context, req SyncRequest) (*SyncResponse, erro
 		if err != nil {
 			return nil, err
 		}
-		w := s.hub.wait(append(rooms, req.UserID)...)
-		resp, empty, err := s.syncOnce(ctx, req, since, initial)
+		keys := append(rooms, req.UserID)
+		w := s.hub.wait(keys...)
+		resp, empty, err := s.syncOnce(ctx, req, since, initial, rooms)
 		if err != nil || !empty || req.Timeout <= 0 || initial || req.FullState {
 			s.hub.release(w)
 			return resp, err
 		}
-		select {
-		case <-w.ch:
-			s.hub.release(w)
-		case <-deadline.C:
-			s.hub.release(w)
-			return resp, nil
-		case <-ctx.Done():
-			s.hub.release(w)
-			return nil, ctx.Err()
+		for {
+			select {
+			case <-w.ch:
+			case <-deadline.C:
+				s.hub.release(w)
+				return resp, nil
+			case <-ctx.Done():
+				s.hub.release(w)
+				return nil, ctx.Err()
+			}
+			// Keep listening while this wake is handled.
+			next := s.hub.wait(keys...)
+			fired := s.hub.release(w)
+			w = next
+			if fired["*"] || fired[req.UserID] {
+				// Memberships, to-device messages or keys changed:
+				// everything is read again.
+				s.hub.release(w)
+				break
+			}
+			// Only room events: the rest of the empty answer stands.
+			full, found, err := s.syncEvents(ctx, req, since, resp, rooms)
+			if err != nil || found {
+				s.hub.release(w)
+				return full, err
+			}
 		}
 	}
 }
 
+// LongPolls is the number of /sync requests of this process waiting for
+// something new (for metrics, and for benchmarks that measure delivery to
+// waiting polls).
+func (s *Server) LongPolls() int { return s.hub.waiting() }
+
+// syncEvents is the answer to a long-poll woken by room events only: the
+// timelines of the joined rooms since the token, on top of empty (the
+// answer found empty before the wait, whose other parts still hold: every
+// change to them notifies the user). found is false when the rooms have
+// nothing new.
+func (s *Server) syncEvents(ctx context.Context, req SyncRequest, since syncToken, empty *SyncResponse, rooms []string) (*SyncResponse, bool, error) {
+	pos, err := s.st.MaxStreamPositions(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("sync: stream positions: %w", err)
+	}
+	next, err := parseSyncToken(empty.NextBatch)
+	if err != nil {
+		return nil, false, err
+	}
+	next.Events = max(pos.Events, next.Events)
+	out := *empty
+	out.Join = map[string]*JoinedRoom{}
+	for _, roomID := range rooms {
+		jr, err := s.joinedRoom(ctx, req, roomID, since.Events, next.Events, false)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(jr.Timeline) > 0 {
+			out.Join[roomID] = jr
+		}
+	}
+	out.NextBatch = s.formatSyncToken(next)
+	return &out, len(out.Join) > 0, nil
+}
+
 // syncOnce builds one response; empty tells whether it holds nothing new.
-func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken, initial bool) (*SyncResponse, bool, error) {
+func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken, initial bool, joined []string) (*SyncResponse, bool, error) {
 	pos, err := s.st.MaxStreamPositions(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("sync: stream positions: %w", err)
@@ -192,9 +245,11 @@ func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken,
 			}
 		}
 	}
-	joined, err := s.JoinedRooms(ctx, req.UserID)
-	if err != nil {
-		return nil, false, err
+	// Rooms joined after the caller listed them are in newlyJoined.
+	for roomID := range newlyJoined {
+		if !slices.Contains(joined, roomID) {
+			joined = append(joined, roomID)
+		}
 	}
 	for _, roomID := range joined {
 		jm, isNew := newlyJoined[roomID]
@@ -214,10 +269,11 @@ func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken,
 
 	// To-device messages: delivered ones (up to the since token) are
 	// deleted; the next token is the last one returned.
-	if since.ToDevice > 0 {
+	if since.ToDevice > 0 && s.needsDelete(req.UserID, req.DeviceID, since.ToDevice) {
 		if err := s.st.DeleteToDevice(ctx, req.UserID, req.DeviceID, since.ToDevice); err != nil {
 			return nil, false, fmt.Errorf("sync: deleting delivered to-device messages: %w", err)
 		}
+		s.deleted(req.UserID, req.DeviceID, since.ToDevice)
 	}
 	msgs, err := s.st.ToDeviceMessages(ctx, req.UserID, req.DeviceID, since.ToDevice, maxToDevicePerSync)
 	if err != nil {
@@ -301,7 +357,7 @@ func (s *Server) joinedRoom(ctx context.Context, req SyncRequest, roomID string,
 		if ok, _ := deliverable(se); !ok {
 			continue
 		}
-		ce, err := s.clientEvent(ctx, se, req.UserID, req.DeviceID)
+		ce, err := s.clientEvent(ctx, se, req.UserID, req.DeviceID, true)
 		if err != nil {
 			return nil, err
 		}
@@ -371,3 +427,25 @@ func (s *Server) timelineLimit(ctx context.Context, userID, filter string) (int,
 	}
 	return 0, nil
 }
+
+// needsDelete tells whether the device's inbox may still hold messages up
+// to pos: not when this process deleted up to pos or beyond already (a
+// /sync repeating its token deletes nothing new).
+func (s *Server) needsDelete(userID, deviceID string, pos int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.toDeviceDeleted[userID+"|"+deviceID] < pos
+}
+
+// deleted records that the device's inbox was emptied up to pos.
+func (s *Server) deleted(userID, deviceID string, pos int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.toDeviceDeleted) >= maxDeletedEntries {
+		clear(s.toDeviceDeleted)
+	}
+	s.toDeviceDeleted[userID+"|"+deviceID] = pos
+}
+
+// maxDeletedEntries bounds the to-device deletion cache.
+const maxDeletedEntries = 100_000

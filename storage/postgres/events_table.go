@@ -100,13 +100,17 @@ const (
 	selectMaxEventNIDSQL = `SELECT COALESCE(MAX(event_nid), 0) FROM mlsmode_events`
 	// A room's events not rejected, $2 < NID <= $3 ascending (a bound of
 	// 0: none), at most $4 (NULL: all).
-	selectRoomEventsForwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason
+	selectRoomEventsForwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason,
+			t.user_id, t.device_id, t.txn_id
 		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id
+		LEFT JOIN mlsmode_client_txns t ON t.event_id = e.event_id
 		WHERE e.room_id = $1 AND NOT e.rejected AND ($2::BIGINT = 0 OR e.event_nid > $2) AND ($3::BIGINT = 0 OR e.event_nid <= $3)
 		ORDER BY e.event_nid ASC LIMIT $4`
 	// Backward: $3 < NID < $2 descending.
-	selectRoomEventsBackwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason
+	selectRoomEventsBackwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason,
+			t.user_id, t.device_id, t.txn_id
 		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id
+		LEFT JOIN mlsmode_client_txns t ON t.event_id = e.event_id
 		WHERE e.room_id = $1 AND NOT e.rejected AND ($2::BIGINT = 0 OR e.event_nid < $2) AND ($3::BIGINT = 0 OR e.event_nid > $3)
 		ORDER BY e.event_nid DESC LIMIT $4`
 )
@@ -304,13 +308,17 @@ func (t *eventsTable) selectRoomEvents(ctx context.Context, tx *sql.Tx, roomID s
 			nid                 int64
 			js                  []byte
 			rej, soft           bool
+			user, dev, txn      sql.NullString
 		)
-		if err := rows.Scan(&id, &nid, &version, &js, &rej, &soft, &reason); err != nil {
+		if err := rows.Scan(&id, &nid, &version, &js, &rej, &soft, &reason, &user, &dev, &txn); err != nil {
 			return nil, fmt.Errorf("scanning events: %w", err)
 		}
 		se, err := scanEvent(ctx, id, nid, version, js, rej, soft, reason)
 		if err != nil {
 			return nil, err
+		}
+		if txn.Valid {
+			se.Txn = &types.ClientTxn{UserID: user.String, DeviceID: dev.String, TxnID: txn.String}
 		}
 		out = append(out, se)
 	}

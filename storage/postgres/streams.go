@@ -39,27 +39,27 @@ func lockStream(ctx context.Context, tx *sql.Tx, key int64) error {
 // to-device position is the sequence's (delivered messages are deleted),
 // read under the stream's shared lock so that no transaction still writing
 // has handed out a higher one.
+//
+// It is one statement (one round trip: /sync runs it on every wake). The
+// scalar subqueries run when the row of the lock's FROM item is projected,
+// so after the shared lock is granted.
 func (d *Database) MaxStreamPositions(ctx context.Context) (types.StreamPositions, error) {
 	var p types.StreamPositions
-	err := d.withTx(ctx, "reading stream positions", func(tx *sql.Tx) error {
-		var err error
-		if p.Events, err = d.events.selectMaxNID(ctx, tx); err != nil {
-			return err
-		}
-		if p.Memberships, err = d.membership.selectMax(ctx, tx); err != nil {
-			return err
-		}
-		if p.DeviceKeys, err = d.keyChanges.selectMax(ctx, tx); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, lockStreamSharedSQL, streamToDevice); err != nil {
-			return fmt.Errorf("locking stream %d: %w", streamToDevice, err)
-		}
-		p.ToDevice, err = d.toDevice.selectMax(ctx, tx)
-		return err
-	})
-	return p, err
+	if err := d.db.QueryRowContext(ctx, selectStreamPositionsSQL, streamToDevice).Scan(
+		&p.Events, &p.Memberships, &p.DeviceKeys, &p.ToDevice); err != nil {
+		return p, fmt.Errorf("reading stream positions: %w", err)
+	}
+	return p, nil
 }
+
+// selectStreamPositionsSQL reads every stream's highest position, the
+// to-device sequence under that stream's shared lock ($1).
+const selectStreamPositionsSQL = `SELECT
+	(SELECT COALESCE(MAX(event_nid), 0) FROM mlsmode_events),
+	(SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_network_membership),
+	(SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_device_key_changes),
+	(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM mlsmode_to_device_stream_pos_seq)
+	FROM (SELECT pg_advisory_xact_lock_shared($1)) AS stream_lock`
 
 // MembershipsSince lists a user's memberships changed after position
 // after, by position.

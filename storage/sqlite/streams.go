@@ -2,31 +2,28 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"fmt"
 
 	"github.com/mlsmode/mlsmode/storage/types"
 )
 
+// selectStreamPositionsSQL reads every stream's highest position in one
+// statement, so in one snapshot (/sync runs it on every wake).
+const selectStreamPositionsSQL = `SELECT
+	(SELECT COALESCE(MAX(event_nid), 0) FROM mlsmode_events),
+	(SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_network_membership),
+	(SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_device_key_changes),
+	COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'mlsmode_to_device'), 0)`
+
 // MaxStreamPositions returns the highest position of every stream, read in
-// one transaction. SQLite has one writer and every write transaction
-// begins IMMEDIATE, so positions become visible in order.
+// one statement. SQLite has one writer and every write transaction begins
+// IMMEDIATE, so positions become visible in order.
 func (d *Database) MaxStreamPositions(ctx context.Context) (types.StreamPositions, error) {
 	var p types.StreamPositions
-	err := d.withTx(ctx, "reading stream positions", func(tx *sql.Tx) error {
-		var err error
-		if p.Events, err = d.events.selectMaxNID(ctx, tx); err != nil {
-			return err
-		}
-		if p.Memberships, err = d.membership.selectMax(ctx, tx); err != nil {
-			return err
-		}
-		if p.DeviceKeys, err = d.keyChanges.selectMax(ctx, tx); err != nil {
-			return err
-		}
-		p.ToDevice, err = d.toDevice.selectMax(ctx, tx)
-		return err
-	})
-	return p, err
+	if err := d.db.QueryRowContext(ctx, selectStreamPositionsSQL).Scan(&p.Events, &p.Memberships, &p.DeviceKeys, &p.ToDevice); err != nil {
+		return p, fmt.Errorf("reading stream positions: %w", err)
+	}
+	return p, nil
 }
 
 // MembershipsSince lists a user's memberships changed after position

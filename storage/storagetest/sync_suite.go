@@ -97,6 +97,17 @@ func testClientTxns(t *testing.T, b Backend) {
 	if _, err := db.EventClientTxn(ctx, r.Commit.EventID()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("event sent without a transaction: %v", err)
 	}
+	// RoomEvents carries the transaction of each event that has one.
+	evs, err := db.RoomEvents(ctx, r.ID, 0, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, se := range evs {
+		want := se.Event.EventID() == m1.EventID()
+		if (se.Txn != nil) != want || (want && *se.Txn != txn) {
+			t.Fatalf("RoomEvents: %s has transaction %+v", se.Event.EventID(), se.Txn)
+		}
+	}
 	m2 := r.NewMessage(r.Commit.EventID())
 	if ok, err := db.StoreEvent(ctx, m2, storage.StoreEventOptions{StateBefore: st, Txn: &txn}); !errors.Is(err, storage.ErrDuplicateTxn) || ok {
 		t.Fatalf("duplicate transaction: %v, %v; want ErrDuplicateTxn", ok, err)

@@ -92,6 +92,9 @@ type StoredEvent struct {
 	Rejected       bool
 	SoftFailed     bool
 	SoftFailReason string
+	// Txn is the client transaction that sent the event through the
+	// client API here; set by RoomEvents only (nil otherwise).
+	Txn *ClientTxn
 }
 
 // EventToStore is one event and its options, for StoreEvents.
