@@ -1,6 +1,8 @@
-# Targets: test (gofmt check, go vet, all tests, then the per-suite tally of
-# the MLS test vectors), bench, fuzz (every fuzz target for FUZZTIME), lint
-# (test's checks plus staticcheck at a pinned version).
+# Targets: test (gofmt check, go vet, all single-process tests, then the
+# per-suite tally of the MLS test vectors), e2e (multi-process tests of the
+# built binaries, build tag e2e), ci (test then e2e: what .ci/run runs),
+# bench, fuzz (every fuzz target for FUZZTIME), lint (test's checks plus
+# staticcheck at a pinned version).
 GO         ?= go
 FUZZTIME   ?= 10s
 BENCHCOUNT ?= 3
@@ -9,11 +11,18 @@ STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: test vet fmtcheck vectors bench fuzz lint
+.PHONY: test e2e ci vet fmtcheck vectors bench fuzz lint
 
 test: fmtcheck vet
 	$(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory vectors
+
+# Multi-process tests: they build cmd/mlsserver and run several processes
+# on one PostgreSQL database (MLSMODE_TEST_POSTGRES).
+e2e:
+	$(GO) test -count=1 -tags e2e ./e2e/...
+
+ci: test e2e
 
 fmtcheck:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -21,6 +30,7 @@ fmtcheck:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
 
 # How many cases of each official MLS test-vector file ran, per cipher suite.
 vectors:
@@ -39,3 +49,4 @@ fuzz:
 
 lint: fmtcheck vet
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags e2e ./e2e/...

@@ -10,7 +10,7 @@ import (
 )
 
 // registerAccountRoutes mounts accounts, sessions, devices, profiles and
-// filters (docs/CLIENT-API-ACCOUNTS.md). Each handler decodes, calls one
+// filters (docs/CLIENT-API.md). Each handler decodes, calls one
 // userapi.Service method and encodes.
 func (a *API) registerAccountRoutes(r *mux.Router) {
 	a.handle(r, http.MethodPost, "/register", false, a.register)

@@ -9,7 +9,7 @@ import (
 )
 
 // registerKeyRoutes mounts device keys, MLS key packages (SPEC-NOTES §9)
-// and to-device messages (docs/CLIENT-API-ACCOUNTS.md). Each handler
+// and to-device messages (docs/CLIENT-API.md). Each handler
 // decodes, calls one userapi.Service method and encodes.
 func (a *API) registerKeyRoutes(r *mux.Router) {
 	a.handle(r, http.MethodPost, "/keys/upload", true, a.uploadKeys)

@@ -7,7 +7,7 @@
 //
 // Every refusal a client should see is a *matrixerr.Error (or, for
 // user-interactive authentication, an *AuthRequired); every other error is
-// an internal failure. docs/CLIENT-API-ACCOUNTS.md lists the endpoints and
+// an internal failure. docs/CLIENT-API.md lists the endpoints and
 // their errors.
 package userapi
 
