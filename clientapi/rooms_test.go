@@ -246,12 +246,47 @@ func TestCommitRules(t *testing.T) {
 			alice.token, mlsContent(alice.v, alice.v.CommitType(), alice.alg, wire(t, stale.Message)))
 		r.refused(t, 409, "DE.BWI.MLS.WRONG_EPOCH", "commit naming an old commit")
 		e.unchanged(before, roomID, "commit naming an old commit")
-		// A message naming a commit not on the mainline (the race loser's
-		// staged commit was never stored, so name an unknown ID).
+		// A message naming a commit the room does not know: 409.
 		r = e.do("PUT", roomPath(roomID, "/send/m.room.encrypted/nm?de.bwi.mls.commit_id="+url.QueryEscape("$notacommit")),
 			alice.token, mlsContent(alice.v, roomversion.EventTypeEncrypted, alice.alg, appMessage(t, alice.group)))
-		r.refused(t, 409, "DE.BWI.MLS.WRONG_EPOCH", "message naming a commit not on the mainline")
+		r.refused(t, 409, "DE.BWI.MLS.WRONG_EPOCH", "message naming an unknown commit")
 		e.unchanged(before, roomID, "message naming an unknown commit")
+		// A message naming a commit that lost a fork: the race loser's
+		// commit as another server would have accepted it, held here
+		// soft-failed (case c) as federation stores it. 409.
+		ctx := context.Background()
+		cur, err := e.db.CurrentState(ctx, roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost := sb
+		if ra.status != 200 {
+			lost = sa
+		}
+		empty := ""
+		fork, err := (&roomversion.Builder{Version: alice.v, RoomID: roomID, Type: alice.v.CommitType(), StateKey: &empty,
+			Content:    mustJSON(t, mlsContent(alice.v, alice.v.CommitType(), alice.alg, wire(t, lost.Message))),
+			AuthEvents: []string{cur.CreateID, epoch1}, PrevEvents: []string{epoch1}, Origin: "b.test"}).Build(ctx, "ed25519:x", testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.StoreEvent(ctx, fork, storage.StoreEventOptions{SoftFailed: true,
+			SoftFailReason: "soft-fail (c): loses to the commit on the mainline", StateBefore: storage.RoomState{CreateID: cur.CreateID, CommitID: epoch1}}); err != nil {
+			t.Fatal(err)
+		}
+		before = e.snapshot(roomID)
+		r = e.do("PUT", roomPath(roomID, "/send/m.room.encrypted/lf?de.bwi.mls.commit_id="+url.QueryEscape(fork.EventID())),
+			alice.token, mlsContent(alice.v, roomversion.EventTypeEncrypted, alice.alg, appMessage(t, alice.group)))
+		r.refused(t, 409, "DE.BWI.MLS.WRONG_EPOCH", "message naming a commit not on the mainline")
+		if !strings.Contains(r.str("error"), "mainline") {
+			t.Fatalf("409 for a lost commit: %s", r.raw)
+		}
+		e.unchanged(before, roomID, "message naming a lost commit")
+		// A commit naming it is refused the same way.
+		r = e.do("PUT", roomPath(roomID, "/state/"+alice.v.CommitType()+"/?de.bwi.mls.commit_id="+url.QueryEscape(fork.EventID())),
+			alice.token, mlsContent(alice.v, alice.v.CommitType(), alice.alg, wire(t, stale.Message)))
+		r.refused(t, 409, "DE.BWI.MLS.WRONG_EPOCH", "commit naming a lost commit")
+		e.unchanged(before, roomID, "commit naming a lost commit")
 
 		// A replayed transaction returns the same event, stored once.
 		content := mlsContent(alice.v, roomversion.EventTypeEncrypted, alice.alg, appMessage(t, alice.group))
