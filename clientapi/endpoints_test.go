@@ -401,3 +401,24 @@ func TestSyncLongPoll(t *testing.T) {
 		}
 	})
 }
+
+// TestInitialSyncShowsInvites: a user invited before their first /sync
+// finds the invite (and a joined room its state) in the initial sync.
+func TestInitialSyncShowsInvites(t *testing.T) {
+	forBackends(t, func(t *testing.T, b testdb.Backend) {
+		e := newRoomEnv(t, b, roomEnvOptions{})
+		alice := newMLSUser(e, "alice")
+		_, _, daveTok := e.register("dave")
+		roomID := alice.createRoom(fedMap([]string{"a.test"}, []string{"a.test"}, nil))
+		e.do("POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": "@dave:a.test"}).must(t, 200, "invite")
+		r := e.do("GET", "/_matrix/client/v3/sync", daveTok, nil).must(t, 200, "initial sync")
+		if _, ok := r.body["rooms"].(map[string]any)["invite"].(map[string]any)[roomID]; !ok {
+			t.Fatalf("initial sync without the invite: %s", r.raw)
+		}
+		r = e.do("GET", "/_matrix/client/v3/sync", alice.token, nil).must(t, 200, "alice's initial sync")
+		join, ok := r.body["rooms"].(map[string]any)["join"].(map[string]any)[roomID].(map[string]any)
+		if !ok || len(join["state"].(map[string]any)["events"].([]any)) != 2 {
+			t.Fatalf("initial sync of the creator: %s", r.raw)
+		}
+	})
+}

@@ -216,7 +216,15 @@ func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken,
 	// Memberships: all of them on an initial sync, else the changes.
 	var changed []storage.Membership
 	if initial {
-		changed, err = s.st.Memberships(ctx, "", req.UserID, "")
+		// Joins and invites: an initial sync shows no left rooms.
+		for _, state := range []string{Join, Invite} {
+			ms, merr := s.st.Memberships(ctx, "", req.UserID, state)
+			if merr != nil {
+				err = merr
+				break
+			}
+			changed = append(changed, ms...)
+		}
 	} else {
 		changed, err = s.st.MembershipsSince(ctx, req.UserID, since.Memberships)
 	}
