@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/mlsmode/mlsmode/clientapi"
 	"github.com/mlsmode/mlsmode/commitqueue"
+	"github.com/mlsmode/mlsmode/internal/testclient"
 	"github.com/mlsmode/mlsmode/internal/testdb"
 	"github.com/mlsmode/mlsmode/roomserver"
 	"github.com/mlsmode/mlsmode/roomversion"
@@ -48,6 +47,13 @@ type roomEnvOptions struct {
 	fakeClock bool
 	rateLimit clientapi.RateLimit
 	maxBody   int64
+	// dsn, if set, is the database to use instead of a fresh one (two
+	// stacks on one PostgreSQL schema); its owner drops it.
+	dsn string
+	// key is the server's signing key; default a fresh one.
+	key ed25519.PrivateKey
+	// queuePoll is the commit queue's poll interval; default 50 ms.
+	queuePoll time.Duration
 }
 
 // forBackends runs f once per storage backend.
@@ -65,8 +71,14 @@ func newRoomEnv(t testing.TB, b testdb.Backend, o roomEnvOptions) *roomEnv {
 	if o.rateLimit == (clientapi.RateLimit{}) {
 		o.rateLimit = clientapi.RateLimit{Disabled: true}
 	}
+	if o.dsn == "" {
+		o.dsn = b.NewDSN(t)
+	}
+	if o.queuePoll == 0 {
+		o.queuePoll = 50 * time.Millisecond
+	}
 	ctx := context.Background()
-	db, err := storage.Open(ctx, b.NewDSN(t))
+	db, err := storage.Open(ctx, o.dsn)
 	if err != nil {
 		t.Fatalf("opening storage: %v", err)
 	}
@@ -77,9 +89,12 @@ func newRoomEnv(t testing.TB, b testdb.Backend, o roomEnvOptions) *roomEnv {
 		e.clock = commitqueue.NewFakeClock(time.Now())
 		clock, now = e.clock, e.clock.Now
 	}
-	_, priv, _ := ed25519.GenerateKey(nil)
+	priv := o.key
+	if priv == nil {
+		_, priv, _ = ed25519.GenerateKey(nil)
+	}
 	rs, err := roomserver.New(roomserver.Config{ServerName: o.serverName, KeyID: "ed25519:t", PrivateKey: priv,
-		Store: db, Clock: clock, QueuePollInterval: 50 * time.Millisecond})
+		Store: db, Clock: clock, QueuePollInterval: o.queuePoll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,15 +206,10 @@ func (e *roomEnv) register(name string) (userID, deviceID, token string) {
 func (e *roomEnv) nextTxn() string { return fmt.Sprintf("txn%d", e.txn.Add(1)) }
 
 // roomPath is /_matrix/client/v3/rooms/{roomID}/rest.
-func roomPath(roomID, rest string) string {
-	return "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + rest
-}
+func roomPath(roomID, rest string) string { return testclient.RoomPath(roomID, rest) }
 
 // mlsContent is the content of an MLS event of type typ carrying wire.
-func mlsContent(v roomversion.Version, typ, alg string, wire []byte) map[string]string {
-	enc := base64.RawURLEncoding
-	if typ == roomversion.EventTypeEncrypted {
-		enc = base64.RawStdEncoding
-	}
-	return map[string]string{"algorithm": alg, "ciphertext": enc.EncodeToString(wire)}
+// (v is the room version; the encoding depends only on typ.)
+func mlsContent(_ roomversion.Version, typ, alg string, wire []byte) map[string]string {
+	return testclient.Content(typ, alg, wire)
 }

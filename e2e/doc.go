@@ -5,5 +5,5 @@
 //
 // They need a PostgreSQL server (MLSMODE_TEST_POSTGRES, default
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable); each test makes
-// a fresh schema and drops it.
+// a fresh schema and drops it. Their MLS clients are internal/testclient.
 package e2e

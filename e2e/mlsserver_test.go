@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -22,15 +23,31 @@ import (
 	"github.com/mlsmode/mlsmode/internal/testdb"
 )
 
-// buildServer builds cmd/mlsserver into a temporary directory.
+// serverBin is the mlsserver binary TestMain builds once for all tests.
+var serverBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mlsmode-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	serverBin = filepath.Join(dir, "mlsserver")
+	out, err := exec.Command("go", "build", "-o", serverBin, "../cmd/mlsserver").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build ../cmd/mlsserver: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildServer returns the mlsserver binary TestMain built.
 func buildServer(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mlsserver")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/mlsserver")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ../cmd/mlsserver: %v\n%s", err, out)
-	}
-	return bin
+	return serverBin
 }
 
 // logBuffer collects a process's stderr.
