@@ -40,6 +40,8 @@ type (
 	OutboundItem      = types.OutboundItem
 	ServerKey         = types.ServerKey
 	ToDeviceMessage   = types.ToDeviceMessage
+	ToDeviceDelivery  = types.ToDeviceDelivery
+	KeyConflictError  = types.KeyConflictError
 	Membership        = types.Membership
 	User              = types.User
 	Device            = types.Device
@@ -120,17 +122,26 @@ type Events interface {
 // KeyPackages keeps one-time and fallback key packages per device and
 // hands them out (SPEC-NOTES §9).
 type KeyPackages interface {
-	// StoreOneTimeKeyPackages stores one-time key packages; a key ID
-	// stored already with the same value is kept, with another value it
-	// is ErrConflict and nothing of the call is stored.
+	// StoreOneTimeKeyPackages stores one-time key packages in one
+	// transaction; a key ID stored already with the same value is kept.
+	// A key ID stored with another value, or one a claim of the device
+	// handed out before (even if the device was deleted since), is
+	// refused: the error is a *KeyConflictError naming it (wrapping
+	// ErrConflict) and nothing of the call is stored. Against a
+	// concurrent claim of a key ID being stored again, either the claim
+	// comes first (and the store is refused) or the store does (and the
+	// claim then hands out and records that package).
 	StoreOneTimeKeyPackages(ctx context.Context, userID, deviceID string, kps []KeyPackage) error
 	// StoreFallbackKeyPackage sets the device's fallback package for its
 	// algorithm, unused, replacing any earlier one.
 	StoreFallbackKeyPackage(ctx context.Context, userID, deviceID string, kp KeyPackage) error
 	// ClaimKeyPackage hands out one one-time key package of the algorithm
-	// and deletes it; each is handed out at most once, even under
-	// concurrent claims. When none is left it returns the fallback package
-	// and marks it used. ErrNotFound when there is neither.
+	// and deletes it, recording its key ID as claimed in the same
+	// transaction (StoreOneTimeKeyPackages refuses it afterwards); each
+	// is handed out at most once, even under concurrent claims. When none
+	// is left it returns the fallback package and marks it used (fallback
+	// key IDs are not recorded as claimed). ErrNotFound when there is
+	// neither.
 	ClaimKeyPackage(ctx context.Context, userID, deviceID, algorithm string) (ClaimedKeyPackage, error)
 	// CountOneTimeKeyPackages counts the device's one-time packages per
 	// algorithm.
@@ -139,8 +150,14 @@ type KeyPackages interface {
 	// fallback packages, sorted.
 	UnusedFallbackAlgorithms(ctx context.Context, userID, deviceID string) ([]string, error)
 	// KeyPackageIDs lists the key IDs of the device's one-time and
-	// fallback packages, sorted (GET /keys/list).
+	// fallback packages (used fallbacks included), sorted, each once.
 	KeyPackageIDs(ctx context.Context, userID, deviceID string) ([]string, error)
+	// FallbackKeyPackageIDs lists the key IDs of the device's fallback
+	// packages, sorted: one per algorithm, used ones included. GET
+	// /keys/list reports the packages the server still holds and may hand
+	// out, so that the client keeps their private keys; a used fallback is
+	// kept and handed out again until replaced, so it is listed.
+	FallbackKeyPackageIDs(ctx context.Context, userID, deviceID string) ([]string, error)
 }
 
 // PendingCommits is the pending-commit queue (SPEC-NOTES §6). It survives
@@ -214,6 +231,15 @@ type ToDevice interface {
 	ToDeviceMessages(ctx context.Context, userID, deviceID string, after int64, limit int) ([]ToDeviceMessage, error)
 	// DeleteToDevice deletes the messages up to position upTo (delivered).
 	DeleteToDevice(ctx context.Context, userID, deviceID string, upTo int64) error
+	// SendToDeviceTxn runs one client to-device transaction (PUT
+	// /sendToDevice/{eventType}/{txnId}) of the sending device txn names:
+	// in one database transaction it records txn and appends every
+	// message to its recipient's inbox, in the order of msgs (positions
+	// from the to-device stream, as SendToDevice's). It reports false and
+	// stores nothing when txn was recorded before; of concurrent callers
+	// with the same txn, across processes, exactly one reports true.
+	// DeleteDevice forgets the sending device's transactions.
+	SendToDeviceTxn(ctx context.Context, txn ClientTxn, msgs []ToDeviceDelivery) (bool, error)
 }
 
 // NetworkMembership keeps invites, joins and leaves out of band
@@ -241,7 +267,12 @@ type Accounts interface {
 	// Devices lists a user's devices, sorted by device ID.
 	Devices(ctx context.Context, userID string) ([]Device, error)
 	// DeleteDevice deletes a device with its access tokens, device keys,
-	// key packages and to-device inbox, in one transaction.
+	// key packages, to-device inbox, sync positions, client transactions
+	// (event sends and to-device transactions it made), in one
+	// transaction, so that a device re-created with the same ID starts
+	// afresh (its transaction IDs are not replays). The key IDs its claims
+	// handed out stay recorded (StoreOneTimeKeyPackages still refuses
+	// them).
 	DeleteDevice(ctx context.Context, userID, deviceID string) error
 	// StoreAccessToken stores a token for a device.
 	StoreAccessToken(ctx context.Context, token, userID, deviceID string, createdTS int64) error
@@ -250,6 +281,9 @@ type Accounts interface {
 	AccessTokenOwner(ctx context.Context, token string) (userID, deviceID string, err error)
 	// DeleteAccessToken deletes a token (logout).
 	DeleteAccessToken(ctx context.Context, token string) error
+	// DeleteAccessTokens deletes every token of a device, keeping the
+	// device (a login with its device ID replaces its session).
+	DeleteAccessTokens(ctx context.Context, userID, deviceID string) error
 }
 
 // DeviceKeyStore keeps devices' device keys and MLS credentials.

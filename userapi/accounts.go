@@ -143,7 +143,10 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*RegisterR
 
 // newSession stores a device (a new one when deviceID is "", else that
 // one, keeping its display name unless displayName is set) and a new
-// access token for it.
+// access token for it. Before storing the token it deletes the device's
+// older ones (an existing device's: as the Matrix spec says of POST
+// /login, the server invalidates any access token previously associated
+// with the device; its keys, key packages and inbox stay).
 func (s *Service) newSession(ctx context.Context, userID, deviceID, displayName string) (string, string, error) {
 	if deviceID == "" {
 		var err error
@@ -163,6 +166,9 @@ func (s *Service) newSession(ctx context.Context, userID, deviceID, displayName 
 	}
 	if err := s.cfg.Store.StoreDevice(ctx, storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName, CreatedTS: s.nowMS()}); err != nil {
 		return "", "", fmt.Errorf("storing device %s of %s: %w", deviceID, userID, err)
+	}
+	if err := s.cfg.Store.DeleteAccessTokens(ctx, userID, deviceID); err != nil {
+		return "", "", fmt.Errorf("invalidating the access tokens of %s/%s: %w", userID, deviceID, err)
 	}
 	token, err := s.newAccessToken()
 	if err != nil {
@@ -209,8 +215,9 @@ type LoginResponse struct {
 }
 
 // Login logs in with m.login.password (identifier m.id.user, or the legacy
-// top-level user): a new device, or device_id's (which keeps its keys),
-// with a new access token. A wrong user or password is 403 M_FORBIDDEN.
+// top-level user): a new device, or device_id's (which keeps its keys;
+// its older access tokens stop working, as the Matrix spec says), with a
+// new access token. A wrong user or password is 403 M_FORBIDDEN.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (*LoginResponse, error) {
 	if req.Type != LoginPassword {
 		return nil, matrixerr.New(http.StatusBadRequest, matrixerr.CodeUnknown, "login type %q is not supported; use %s", req.Type, LoginPassword)

@@ -243,7 +243,9 @@ type UploadKeysResponse struct {
 // features outside MLS rooms) and every one-time and fallback key package
 // (CheckKeyPackage; only MLS algorithms; at most one fallback per
 // algorithm). Any failure is 400 M_BAD_JSON naming the key and the check,
-// and nothing of the upload is stored. Then it stores the one-time
+// and nothing of the upload is stored; so is a one-time key ID stored
+// already with another value, or one a claim handed out before (a claimed
+// key package is never handed out twice). Then it stores the one-time
 // packages (all or none), the device keys and the fallbacks, wakes the
 // caller's /sync and answers the one-time counts per algorithm.
 func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, body []byte) (*UploadKeysResponse, error) {
@@ -277,7 +279,13 @@ func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, body 
 	changed := false
 	if len(otks) > 0 {
 		err := s.cfg.Store.StoreOneTimeKeyPackages(ctx, userID, deviceID, otks)
-		if errors.Is(err, storage.ErrConflict) {
+		var kc *storage.KeyConflictError
+		switch {
+		case errors.As(err, &kc) && kc.Claimed:
+			return nil, keyError("one_time_keys", kc.KeyID, "this key package was claimed already (handed out to another device); upload a new one")
+		case errors.As(err, &kc):
+			return nil, keyError("one_time_keys", kc.KeyID, "the key ID is stored already with another value")
+		case errors.Is(err, storage.ErrConflict):
 			return nil, matrixerr.BadJSON("one_time_keys: a key ID is stored already with another value")
 		}
 		if err != nil {
@@ -294,11 +302,6 @@ func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, body 
 	for _, kp := range fbs {
 		if err := s.cfg.Store.StoreFallbackKeyPackage(ctx, userID, deviceID, kp); err != nil {
 			return nil, fmt.Errorf("storing fallback key package of %s/%s: %w", userID, deviceID, err)
-		}
-		if _, ok := s.cfg.Store.(fallbackIDLister); !ok {
-			if err := s.cfg.Store.SetSyncPosition(ctx, userID, deviceID, fallbackMarkPrefix+kp.KeyID, 1); err != nil {
-				return nil, fmt.Errorf("marking fallback key package of %s/%s: %w", userID, deviceID, err)
-			}
 		}
 		changed = true
 	}
@@ -577,49 +580,23 @@ type ListKeysResponse struct {
 	FallbackKeys []string `json:"fallback_keys"`
 }
 
-// fallbackIDLister is what a store offers to tell fallback key IDs apart
-// (storage.KeyPackageIDs lists both kinds together). A store without it
-// gets a per-device marker row in its sync positions for every fallback
-// key ID uploaded (fallbackMarkPrefix + key ID; DeleteDevice removes them
-// with the device), which ListKeys reads instead.
-type fallbackIDLister interface {
-	FallbackKeyPackageIDs(ctx context.Context, userID, deviceID string) ([]string, error)
-}
-
-// fallbackMarkPrefix names the sync-position rows marking fallback key IDs.
-const fallbackMarkPrefix = "userapi.fallback:"
-
 // ListKeys lists the calling device's key package IDs (GET /keys/list),
 // split into one-time and fallback ones as the proposal shows, each
-// sorted.
+// sorted: the packages the server holds and may still hand out, so the
+// fallback ones include a used fallback (kept and handed out again until
+// replaced). A key ID uploaded both ways is listed as a fallback.
 func (s *Service) ListKeys(ctx context.Context, userID, deviceID string) (*ListKeysResponse, error) {
 	all, err := s.cfg.Store.KeyPackageIDs(ctx, userID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("listing key packages of %s/%s: %w", userID, deviceID, err)
 	}
-	isFallback := map[string]bool{}
-	if l, ok := s.cfg.Store.(fallbackIDLister); ok {
-		fb, err := l.FallbackKeyPackageIDs(ctx, userID, deviceID)
-		if err != nil {
-			return nil, fmt.Errorf("listing fallback key packages of %s/%s: %w", userID, deviceID, err)
-		}
-		for _, id := range fb {
-			isFallback[id] = true
-		}
-	} else {
-		for _, id := range all {
-			pos, err := s.cfg.Store.SyncPosition(ctx, userID, deviceID, fallbackMarkPrefix+id)
-			if err != nil {
-				return nil, fmt.Errorf("reading fallback mark of %s/%s: %w", userID, deviceID, err)
-			}
-			isFallback[id] = pos != 0
-		}
+	fb, err := s.cfg.Store.FallbackKeyPackageIDs(ctx, userID, deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("listing fallback key packages of %s/%s: %w", userID, deviceID, err)
 	}
-	out := &ListKeysResponse{OneTimeKeys: []string{}, FallbackKeys: []string{}}
+	out := &ListKeysResponse{OneTimeKeys: []string{}, FallbackKeys: append([]string{}, fb...)}
 	for _, id := range all {
-		if isFallback[id] {
-			out.FallbackKeys = append(out.FallbackKeys, id)
-		} else {
+		if !slices.Contains(fb, id) {
 			out.OneTimeKeys = append(out.OneTimeKeys, id)
 		}
 	}

@@ -204,6 +204,65 @@ func TestUploadKeys(t *testing.T) {
 	})
 }
 
+// TestKeysClaimedAndFallbacks: /keys/list splits one-time and fallback
+// key IDs from the store (no marker rows kept elsewhere) and keeps a used
+// fallback listed; a claimed key package uploaded again is 400 M_BAD_JSON
+// naming it, and nothing of that upload is stored.
+func TestKeysClaimedAndFallbacks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *userapi.Service, db storage.Database) {
+		ctx := context.Background()
+		dev := setupAlice(t, s)
+		alg := userapitest.Algorithm(t, userapitest.Suite)
+		kps := dev.KeyPackages(t, 2)
+		fb := dev.NewKeyPackage(t, userapitest.KeyPackageOptions{})
+		if _, err := s.UploadKeys(ctx, alice, aliceDev, mustJSON(t, map[string]any{
+			"one_time_keys": userapitest.KeyMap(kps...), "fallback_keys": userapitest.KeyMap(fb),
+		})); err != nil {
+			t.Fatal(err)
+		}
+		// The fallback is known to the store itself, not through sync
+		// positions.
+		if pos, err := db.SyncPosition(ctx, alice, aliceDev, "userapi.fallback:"+fb.KeyID); err != nil || pos != 0 {
+			t.Fatalf("marker row for the fallback: %d, %v", pos, err)
+		}
+		claimed := map[string]bool{}
+		for range 3 { // two one-time packages, then the fallback
+			m, err := s.ClaimLocalKeys(ctx, alice, map[string]string{aliceDev: alg})
+			if err != nil || len(m[aliceDev]) != 1 {
+				t.Fatalf("claim %v %v", m, err)
+			}
+			for id := range m[aliceDev] {
+				claimed[id] = true
+			}
+		}
+		if len(claimed) != 3 || !claimed[fb.KeyID] {
+			t.Fatalf("claimed %v", claimed)
+		}
+		list, err := s.ListKeys(ctx, alice, aliceDev)
+		if err != nil || len(list.OneTimeKeys) != 0 || !slices.Equal(list.FallbackKeys, []string{fb.KeyID}) {
+			t.Fatalf("list after claims (used fallback still held): %+v %v", list, err)
+		}
+		fresh := dev.KeyPackages(t, 2)
+		_, err = s.UploadKeys(ctx, alice, aliceDev, mustJSON(t, map[string]any{"one_time_keys": userapitest.KeyMap(append(fresh, kps[1])...)}))
+		wantErr(t, err, 400, "M_BAD_JSON")
+		if msg := matrixerr.As(err).Message; !strings.Contains(msg, kps[1].KeyID) || !strings.Contains(msg, "claimed") {
+			t.Fatalf("error does not name the claimed key: %s", msg)
+		}
+		if ids, err := db.KeyPackageIDs(ctx, alice, aliceDev); err != nil || !slices.Equal(ids, []string{fb.KeyID}) {
+			t.Fatalf("refused upload stored packages: %v %v", ids, err)
+		}
+		if _, err := s.UploadKeys(ctx, alice, aliceDev, mustJSON(t, map[string]any{"one_time_keys": userapitest.KeyMap(fresh...)})); err != nil {
+			t.Fatalf("fresh packages: %v", err)
+		}
+		list, err = s.ListKeys(ctx, alice, aliceDev)
+		want := []string{fresh[0].KeyID, fresh[1].KeyID}
+		slices.Sort(want)
+		if err != nil || !slices.Equal(list.OneTimeKeys, want) || !slices.Equal(list.FallbackKeys, []string{fb.KeyID}) {
+			t.Fatalf("list %+v %v; want one-time %v", list, err, want)
+		}
+	})
+}
+
 // withField returns m with field set (nil deletes it).
 func withField(m map[string]any, field string, v any) map[string]any {
 	if v == nil {
@@ -443,6 +502,73 @@ func TestSendToDevice(t *testing.T) {
 		}
 		if userapi.MessageID(alice, aliceDev, "txn3") == userapi.MessageID(alice, aliceDev+"x", "txn3") {
 			t.Fatal("message IDs of two devices collide")
+		}
+		// A replay of a transaction with local and remote recipients
+		// delivers neither.
+		mixed := userapi.SendToDeviceRequest{Messages: map[string]map[string]json.RawMessage{
+			bob.UserID: {bob.DeviceID: welcome}, "@carol:b.example": {"C": welcome}}}
+		for range 2 {
+			if err := rs.SendToDevice(ctx, alice, aliceDev, "m.mls.welcome", "txn4", mixed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if msgs, _ := db.ToDeviceMessages(ctx, bob.UserID, bob.DeviceID, 0, 100); len(msgs) != 3 || len(fr.sent) != 2 {
+			t.Fatalf("mixed transaction sent twice: %d local messages, remote sends %v", len(msgs), fr.sent)
+		}
+	})
+}
+
+// TestSendToDeviceConcurrent sends one transaction from 8 goroutines
+// through two Services (two processes) on one database: it is delivered
+// once. A device deleted and re-created with its ID starts its
+// transactions afresh.
+func TestSendToDeviceConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *userapi.Service, db storage.Database) {
+		ctx := context.Background()
+		setupAlice(t, s)
+		bob := register(t, s, "bob")
+		other := newService(t, db, nil)
+		svcs := []*userapi.Service{s, other}
+		welcome := json.RawMessage(`{"welcome":"AAAA"}`)
+		req := userapi.SendToDeviceRequest{Messages: map[string]map[string]json.RawMessage{bob.UserID: {"*": welcome}}}
+		for round := range 5 {
+			txn := "txn" + string(rune('a'+round))
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for i := range 8 {
+				wg.Add(1)
+				go func(s *userapi.Service) {
+					defer wg.Done()
+					errs <- s.SendToDevice(ctx, alice, aliceDev, "m.mls.welcome", txn, req)
+				}(svcs[i%2])
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if msgs, _ := db.ToDeviceMessages(ctx, bob.UserID, bob.DeviceID, 0, 100); len(msgs) != round+1 {
+				t.Fatalf("round %d: %d messages, want %d", round, len(msgs), round+1)
+			}
+		}
+		// No marker rows in the sender's sync positions.
+		if pos, err := db.SyncPosition(ctx, alice, aliceDev, "userapi.sendToDevice.txn:txna"); err != nil || pos != 0 {
+			t.Fatalf("marker row: %d %v", pos, err)
+		}
+		// Log out and back in with the same device ID: txna is new.
+		if err := s.Logout(ctx, alice, aliceDev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Login(ctx, userapi.LoginRequest{Type: "m.login.password", User: "alice", Password: "pw", DeviceID: aliceDev}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SendToDevice(ctx, alice, aliceDev, "m.mls.welcome", "txna", req); err != nil {
+			t.Fatal(err)
+		}
+		if msgs, _ := db.ToDeviceMessages(ctx, bob.UserID, bob.DeviceID, 0, 100); len(msgs) != 6 {
+			t.Fatalf("re-created device's transaction: %d messages, want 6", len(msgs))
 		}
 	})
 }

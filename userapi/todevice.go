@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"sync"
 
 	"github.com/mlsmode/mlsmode/matrixerr"
 	"github.com/mlsmode/mlsmode/storage"
@@ -22,37 +21,6 @@ type SendToDeviceRequest struct {
 
 // maxTxnID limits transaction IDs (bytes).
 const maxTxnID = 255
-
-// txnStreamPrefix names the per-device sync-position rows that mark a
-// to-device transaction as done (see SendToDevice).
-const txnStreamPrefix = "userapi.sendToDevice.txn:"
-
-// txnLock serialises one sending device's to-device transactions in this
-// process.
-type txnLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (s *Service) lockTxn(key string) func() {
-	s.txnMu.Lock()
-	l := s.txnLocks[key]
-	if l == nil {
-		l = &txnLock{}
-		s.txnLocks[key] = l
-	}
-	l.refs++
-	s.txnMu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.txnMu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(s.txnLocks, key)
-		}
-		s.txnMu.Unlock()
-	}
-}
 
 // MessageID returns the deterministic federation message_id of a
 // to-device transaction: URL-safe unpadded base64 of SHA-256 over sender,
@@ -75,11 +43,14 @@ func MessageID(sender, deviceID, txnID string) string {
 // anything is delivered). Contents are opaque JSON objects (welcomes
 // included, SPEC-NOTES §9).
 //
-// It is idempotent per (user, device, txnId): the transaction is marked
-// done in the sending device's sync positions after delivery, and a
-// replayed one delivers nothing. Within one process transactions of a
-// device run one at a time; two processes racing on the same transaction
-// could both deliver (storage has no atomic to-device transaction record).
+// It is idempotent per (user, device, txnId): the store records the
+// transaction and appends every local message in one database transaction
+// (storage.ToDevice.SendToDeviceTxn), so of concurrent or replayed
+// requests with one transaction ID, in any process sharing the database,
+// exactly one delivers; the others deliver nothing, local or remote.
+// Remote deliveries follow the local ones; if one fails the error is
+// returned and the transaction stays recorded (a retry delivers nothing),
+// so Remote must accept the messages durably.
 func (s *Service) SendToDevice(ctx context.Context, userID, deviceID, eventType, txnID string, req SendToDeviceRequest) error {
 	if eventType == "" || len(eventType) > 255 {
 		return matrixerr.InvalidParam("eventType: 1 to 255 bytes")
@@ -114,20 +85,28 @@ func (s *Service) SendToDevice(ctx context.Context, userID, deviceID, eventType,
 	}
 	sort.Strings(users)
 
-	unlock := s.lockTxn(userID + "\x00" + deviceID)
-	defer unlock()
-	stream := txnStreamPrefix + txnID
-	done, err := s.cfg.Store.SyncPosition(ctx, userID, deviceID, stream)
-	if err != nil {
-		return fmt.Errorf("reading to-device transaction %s of %s/%s: %w", txnID, userID, deviceID, err)
-	}
-	if done != 0 {
-		return nil
-	}
+	var local []storage.ToDeviceDelivery
+	var woken []string
 	for _, user := range users {
-		if err := s.deliverLocal(ctx, userID, eventType, user, req.Messages[user]); err != nil {
+		msgs, err := s.localDeliveries(ctx, userID, eventType, user, req.Messages[user])
+		if err != nil {
 			return err
 		}
+		if len(msgs) > 0 {
+			local = append(local, msgs...)
+			woken = append(woken, user)
+		}
+	}
+	txn := storage.ClientTxn{UserID: userID, DeviceID: deviceID, TxnID: txnID}
+	isNew, err := s.cfg.Store.SendToDeviceTxn(ctx, txn, local)
+	if err != nil {
+		return fmt.Errorf("running to-device transaction %s of %s/%s: %w", txnID, userID, deviceID, err)
+	}
+	if !isNew {
+		return nil
+	}
+	for _, user := range woken {
+		s.notify(ctx, user)
 	}
 	msgID := MessageID(userID, deviceID, txnID)
 	srvs := make([]string, 0, len(remote))
@@ -140,17 +119,15 @@ func (s *Service) SendToDevice(ctx context.Context, userID, deviceID, eventType,
 			return fmt.Errorf("sending to-device messages to %s: %w", srv, err)
 		}
 	}
-	if err := s.cfg.Store.SetSyncPosition(ctx, userID, deviceID, stream, 1); err != nil {
-		return fmt.Errorf("recording to-device transaction %s of %s/%s: %w", txnID, userID, deviceID, err)
-	}
 	return nil
 }
 
-// deliverLocal puts one sender's messages into a local user's inboxes.
-func (s *Service) deliverLocal(ctx context.Context, sender, eventType, user string, devs map[string]json.RawMessage) error {
+// localDeliveries resolves one sender's messages for a local user to the
+// user's devices ("*": every device not named explicitly), by device ID.
+func (s *Service) localDeliveries(ctx context.Context, sender, eventType, user string, devs map[string]json.RawMessage) ([]storage.ToDeviceDelivery, error) {
 	known, err := s.cfg.Store.Devices(ctx, user)
 	if err != nil {
-		return fmt.Errorf("listing devices of %s: %w", user, err)
+		return nil, fmt.Errorf("listing devices of %s: %w", user, err)
 	}
 	ids := make([]string, 0, len(known))
 	for _, d := range known {
@@ -168,20 +145,15 @@ func (s *Service) deliverLocal(ctx context.Context, sender, eventType, user stri
 			targets[dev] = content
 		}
 	}
-	if len(targets) == 0 {
-		return nil
-	}
 	order := make([]string, 0, len(targets))
 	for dev := range targets {
 		order = append(order, dev)
 	}
 	sort.Strings(order)
+	out := make([]storage.ToDeviceDelivery, 0, len(order))
 	for _, dev := range order {
-		msg := storage.ToDeviceMessage{Sender: sender, Type: eventType, Content: slices.Clone([]byte(targets[dev]))}
-		if _, err := s.cfg.Store.SendToDevice(ctx, user, dev, msg); err != nil {
-			return fmt.Errorf("delivering to-device message to %s/%s: %w", user, dev, err)
-		}
+		out = append(out, storage.ToDeviceDelivery{UserID: user, DeviceID: dev, Message: storage.ToDeviceMessage{
+			Sender: sender, Type: eventType, Content: slices.Clone([]byte(targets[dev]))}})
 	}
-	s.notify(ctx, user)
-	return nil
+	return out, nil
 }

@@ -87,11 +87,6 @@ type Service struct {
 	// the answer takes as long as for known ones.
 	dummyOnce sync.Once
 	dummyHash []byte
-
-	// txnLocks serialises to-device transactions per sending device (see
-	// todevice.go).
-	txnMu    sync.Mutex
-	txnLocks map[string]*txnLock
 }
 
 // New returns a Service for cfg.
@@ -114,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, txnLocks: map[string]*txnLock{}}, nil
+	return &Service{cfg: cfg}, nil
 }
 
 // ServerName is the homeserver's name.

@@ -155,10 +155,19 @@ func TestLoginLogout(t *testing.T) {
 		if login.UserID != reg.UserID || login.DeviceID == reg.DeviceID || login.AccessToken == reg.AccessToken {
 			t.Fatalf("login %+v after register %+v", login, reg)
 		}
-		// Legacy user field, full user ID, existing device.
+		// Legacy user field, full user ID, existing device: the device's
+		// older token stops working, other devices' do not.
 		again, err := s.Login(ctx, userapi.LoginRequest{Type: "m.login.password", User: reg.UserID, Password: "pw-alice", DeviceID: reg.DeviceID})
-		if err != nil || again.DeviceID != reg.DeviceID {
+		if err != nil || again.DeviceID != reg.DeviceID || again.AccessToken == reg.AccessToken {
 			t.Fatalf("legacy login %+v %v", again, err)
+		}
+		_, _, err = s.Authenticate(ctx, reg.AccessToken)
+		wantErr(t, err, 401, "M_UNKNOWN_TOKEN")
+		if u, d, err := s.Authenticate(ctx, again.AccessToken); err != nil || u != reg.UserID || d != reg.DeviceID {
+			t.Fatalf("new token of the device: %s %s %v", u, d, err)
+		}
+		if _, _, err := s.Authenticate(ctx, login.AccessToken); err != nil {
+			t.Fatalf("other device's token ended by a login: %v", err)
 		}
 		for _, req := range []userapi.LoginRequest{
 			{Type: "m.login.password", User: "alice", Password: "wrong"},
@@ -184,7 +193,7 @@ func TestLoginLogout(t *testing.T) {
 		if _, err := s.Device(ctx, reg.UserID, login.DeviceID); matrixerr.As(err) == nil {
 			t.Fatalf("device survived logout: %v", err)
 		}
-		if _, _, err := s.Authenticate(ctx, reg.AccessToken); err != nil {
+		if _, _, err := s.Authenticate(ctx, again.AccessToken); err != nil {
 			t.Fatalf("other session ended by logout: %v", err)
 		}
 		if err := s.LogoutAll(ctx, reg.UserID); err != nil {

@@ -36,7 +36,8 @@ func (d *Database) Devices(ctx context.Context, userID string) ([]types.Device, 
 	return d.devices.selectDevices(ctx, nil, userID)
 }
 
-// DeleteDevice deletes a device and everything kept for it in one
+// DeleteDevice deletes a device and everything kept for it (its client
+// and to-device transactions included; not its claimed key IDs) in one
 // transaction, recording a device key change of the user.
 func (d *Database) DeleteDevice(ctx context.Context, userID, deviceID string) error {
 	return d.withTx(ctx, "deleting device "+deviceID+" of "+userID, func(tx *sql.Tx) error {
@@ -49,7 +50,8 @@ func (d *Database) DeleteDevice(ctx context.Context, userID, deviceID string) er
 		for _, del := range []func(context.Context, *sql.Tx, string, string) error{
 			d.devices.deleteDevice, d.accessTokens.deleteDeviceTokens, d.deviceKeys.deleteKeys,
 			d.credentials.deleteCredentials, d.oneTimeKeys.deleteDevice, d.fallbackKeys.deleteDevice,
-			d.toDevice.deleteDevice, d.syncPositions.deletePositions,
+			d.toDevice.deleteDevice, d.syncPositions.deletePositions, d.clientTxns.deleteDevice,
+			d.toDeviceTxns.deleteDevice,
 		} {
 			if err := del(ctx, tx, userID, deviceID); err != nil {
 				return err
@@ -72,6 +74,11 @@ func (d *Database) AccessTokenOwner(ctx context.Context, token string) (string, 
 // DeleteAccessToken deletes a token.
 func (d *Database) DeleteAccessToken(ctx context.Context, token string) error {
 	return d.accessTokens.deleteToken(ctx, nil, tokenHash(token))
+}
+
+// DeleteAccessTokens deletes every token of a device.
+func (d *Database) DeleteAccessTokens(ctx context.Context, userID, deviceID string) error {
+	return d.accessTokens.deleteDeviceTokens(ctx, nil, userID, deviceID)
 }
 
 // StoreDeviceKeys replaces a device's keys and credentials in one

@@ -302,13 +302,31 @@ func (d *Database) EventClientTxn(ctx context.Context, eventID string) (types.Cl
 }
 
 // StoreOneTimeKeyPackages stores one-time key packages in one transaction;
-// a key ID stored with another value is ErrConflict and stores nothing.
+// a key ID stored with another value, or claimed before, is a
+// *types.KeyConflictError (ErrConflict) and stores nothing.
+//
+// The claimed key IDs are read after the inserts, in a statement of its
+// own: an insert racing a claim of the same key ID waits for the claim's
+// statement to end (the claim deletes the row the insert conflicts with),
+// and the next statement's snapshot then sees the recorded claim.
 func (d *Database) StoreOneTimeKeyPackages(ctx context.Context, userID, deviceID string, kps []types.KeyPackage) error {
+	if len(kps) == 0 {
+		return nil
+	}
 	return d.withTx(ctx, "storing one-time key packages of "+userID+"/"+deviceID, func(tx *sql.Tx) error {
+		ids := make([]string, 0, len(kps))
 		for _, kp := range kps {
 			if err := d.oneTimeKeys.insertKey(ctx, tx, userID, deviceID, kp); err != nil {
 				return err
 			}
+			ids = append(ids, kp.KeyID)
+		}
+		claimed, err := d.claimedKeyIDs.firstClaimed(ctx, tx, userID, deviceID, ids)
+		if err != nil {
+			return err
+		}
+		if claimed != "" {
+			return claimedError(claimed)
 		}
 		return nil
 	})
@@ -320,8 +338,9 @@ func (d *Database) StoreFallbackKeyPackage(ctx context.Context, userID, deviceID
 	return d.fallbackKeys.upsertKey(ctx, nil, userID, deviceID, kp)
 }
 
-// ClaimKeyPackage hands out and deletes one one-time package, or returns
-// the fallback package marked used when none is left.
+// ClaimKeyPackage hands out and deletes one one-time package, recording
+// its key ID as claimed in the same statement, or returns the fallback
+// package marked used when none is left.
 func (d *Database) ClaimKeyPackage(ctx context.Context, userID, deviceID, algorithm string) (types.ClaimedKeyPackage, error) {
 	kp, ok, err := d.oneTimeKeys.claimKey(ctx, nil, userID, deviceID, algorithm)
 	if err != nil {
@@ -365,6 +384,17 @@ func (d *Database) KeyPackageIDs(ctx context.Context, userID, deviceID string) (
 	out := append(a, b...)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// FallbackKeyPackageIDs lists the device's fallback key IDs (used ones
+// included), sorted.
+func (d *Database) FallbackKeyPackageIDs(ctx context.Context, userID, deviceID string) ([]string, error) {
+	ids, err := d.fallbackKeys.selectKeyIDs(ctx, nil, userID, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // AddPendingCommit queues a waiting pending commit with its windows; false

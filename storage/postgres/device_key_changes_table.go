@@ -19,17 +19,16 @@ const (
 	// Per user, the highest change after $1.
 	selectKeyChangesSQL = `SELECT user_id, MAX(stream_pos) FROM mlsmode_device_key_changes WHERE stream_pos > $1
 		GROUP BY user_id ORDER BY user_id`
-	selectMaxKeyChangeSQL = `SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_device_key_changes`
 )
 
 type keyChangesTable struct {
-	insertStmt, selectStmt, maxStmt *sql.Stmt
+	insertStmt, selectStmt *sql.Stmt
 }
 
 func prepareKeyChangesTable(ctx context.Context, db *sql.DB) (*keyChangesTable, error) {
 	t := &keyChangesTable{}
 	return t, prepareAll(ctx, db, "mlsmode_device_key_changes", map[**sql.Stmt]string{
-		&t.insertStmt: insertKeyChangeSQL, &t.selectStmt: selectKeyChangesSQL, &t.maxStmt: selectMaxKeyChangeSQL,
+		&t.insertStmt: insertKeyChangeSQL, &t.selectStmt: selectKeyChangesSQL,
 	})
 }
 
@@ -64,12 +63,4 @@ func (t *keyChangesTable) selectChanges(ctx context.Context, tx *sql.Tx, after i
 		return nil, 0, fmt.Errorf("selecting device key changes: %w", err)
 	}
 	return users, high, nil
-}
-
-func (t *keyChangesTable) selectMax(ctx context.Context, tx *sql.Tx) (int64, error) {
-	var pos int64
-	if err := stmt(ctx, tx, t.maxStmt).QueryRowContext(ctx).Scan(&pos); err != nil {
-		return 0, fmt.Errorf("selecting device key changes position: %w", err)
-	}
-	return pos, nil
 }

@@ -58,6 +58,36 @@ func (d *Database) SendToDevice(ctx context.Context, userID, deviceID string, ms
 	return pos, err
 }
 
+// SendToDeviceTxn records a sending device's to-device transaction and
+// appends its messages in one transaction, under the to-device stream's
+// lock; false, storing nothing, if the transaction was recorded before.
+// A concurrent caller with the same transaction waits for the lock (or
+// for the first insert of the record) and then finds it recorded.
+func (d *Database) SendToDeviceTxn(ctx context.Context, txn types.ClientTxn, msgs []types.ToDeviceDelivery) (bool, error) {
+	var isNew bool
+	err := d.withTx(ctx, "running to-device transaction "+txn.TxnID+" of "+txn.UserID+"/"+txn.DeviceID, func(tx *sql.Tx) error {
+		isNew = false
+		if err := lockStream(ctx, tx, streamToDevice); err != nil {
+			return err
+		}
+		ok, err := d.toDeviceTxns.insertTxn(ctx, tx, txn)
+		if err != nil || !ok {
+			return err
+		}
+		for _, m := range msgs {
+			if _, err := d.toDevice.insertMessage(ctx, tx, m.UserID, m.DeviceID, m.Message); err != nil {
+				return err
+			}
+		}
+		isNew = true
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return isNew, nil
+}
+
 // ToDeviceMessages returns up to limit messages after a position.
 func (d *Database) ToDeviceMessages(ctx context.Context, userID, deviceID string, after int64, limit int) ([]types.ToDeviceMessage, error) {
 	return d.toDevice.selectMessages(ctx, nil, userID, deviceID, after, limit)

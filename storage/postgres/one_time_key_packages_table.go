@@ -30,11 +30,20 @@ const (
 		WHERE user_id = $1 AND device_id = $2 AND key_id = $3`
 	// The oldest package not being claimed by another transaction, deleted
 	// and returned in one statement: concurrent claims never get the same.
-	claimOneTimeKeySQL = `DELETE FROM mlsmode_one_time_key_packages WHERE key_nid = (
-		SELECT key_nid FROM mlsmode_one_time_key_packages
-		WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
-		ORDER BY key_nid LIMIT 1 FOR UPDATE SKIP LOCKED
-	) RETURNING key_id, key_package`
+	// The same statement (so the same transaction) records its key ID as
+	// claimed (mlsmode_claimed_key_ids).
+	claimOneTimeKeySQL = `WITH claimed AS (
+		DELETE FROM mlsmode_one_time_key_packages WHERE key_nid = (
+			SELECT key_nid FROM mlsmode_one_time_key_packages
+			WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
+			ORDER BY key_nid LIMIT 1 FOR UPDATE SKIP LOCKED
+		) RETURNING user_id, device_id, key_id, key_package
+	), recorded AS (
+		INSERT INTO mlsmode_claimed_key_ids (user_id, device_id, key_id)
+		SELECT user_id, device_id, key_id FROM claimed
+		ON CONFLICT (user_id, device_id, key_id) DO NOTHING
+	)
+	SELECT key_id, key_package FROM claimed`
 	countOneTimeKeysSQL = `SELECT algorithm, COUNT(*) FROM mlsmode_one_time_key_packages
 		WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm`
 	selectOneTimeKeyIDsSQL     = `SELECT key_id FROM mlsmode_one_time_key_packages WHERE user_id = $1 AND device_id = $2`
@@ -55,7 +64,9 @@ func prepareOneTimeKeysTable(ctx context.Context, db *sql.DB) (*oneTimeKeysTable
 }
 
 // insertKey stores a package; an existing key ID with another algorithm or
-// value is ErrConflict.
+// value is a *types.KeyConflictError (ErrConflict). It does not look at
+// claimed key IDs: the caller checks them after every insert, in a later
+// statement, whose snapshot sees any claim the insert waited for.
 func (t *oneTimeKeysTable) insertKey(ctx context.Context, tx *sql.Tx, userID, deviceID string, kp types.KeyPackage) error {
 	res, err := stmt(ctx, tx, t.insertStmt).ExecContext(ctx, userID, deviceID, kp.Algorithm, kp.KeyID, kp.Value)
 	if err != nil {
@@ -74,12 +85,13 @@ func (t *oneTimeKeysTable) insertKey(ctx context.Context, tx *sql.Tx, userID, de
 		return fmt.Errorf("selecting one-time key package %s: %w", kp.KeyID, err)
 	}
 	if alg != kp.Algorithm || val != kp.Value {
-		return fmt.Errorf("one-time key package %s stored with another value: %w", kp.KeyID, types.ErrConflict)
+		return &types.KeyConflictError{KeyID: kp.KeyID}
 	}
 	return nil
 }
 
-// claimKey deletes and returns one package, ok false if none is left.
+// claimKey deletes and returns one package, recording its key ID as
+// claimed, ok false if none is left.
 func (t *oneTimeKeysTable) claimKey(ctx context.Context, tx *sql.Tx, userID, deviceID, algorithm string) (types.KeyPackage, bool, error) {
 	kp := types.KeyPackage{Algorithm: algorithm}
 	err := stmt(ctx, tx, t.claimStmt).QueryRowContext(ctx, userID, deviceID, algorithm).Scan(&kp.KeyID, &kp.Value)

@@ -48,6 +48,8 @@ type Database struct {
 	keyChanges     *keyChangesTable
 	filters        *filtersTable
 	profiles       *profilesTable
+	claimedKeyIDs  *claimedKeyIDsTable
+	toDeviceTxns   *toDeviceTxnsTable
 
 	// changes fans notifications out to this process's subscribers, fed by
 	// a LISTEN on channel started at the first subscription.
@@ -160,6 +162,12 @@ func (d *Database) prepare(ctx context.Context) error {
 		return err
 	}
 	if d.profiles, err = prepareProfilesTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.claimedKeyIDs, err = prepareClaimedKeyIDsTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.toDeviceTxns, err = prepareToDeviceTxnsTable(ctx, d.db); err != nil {
 		return err
 	}
 	return nil

@@ -27,17 +27,27 @@ const (
 	selectClientTxnEventSQL = `SELECT event_id FROM mlsmode_client_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`
 	selectEventClientTxnSQL = `SELECT user_id, device_id, txn_id FROM mlsmode_client_txns WHERE event_id = $1
 		ORDER BY user_id, device_id, txn_id LIMIT 1`
+	deleteDeviceClientTxnsSQL = `DELETE FROM mlsmode_client_txns WHERE user_id = $1 AND device_id = $2`
 )
 
 type clientTxnsTable struct {
-	insertStmt, selectEventStmt, selectTxnStmt *sql.Stmt
+	insertStmt, selectEventStmt, selectTxnStmt, deleteDeviceStmt *sql.Stmt
 }
 
 func prepareClientTxnsTable(ctx context.Context, db *sql.DB) (*clientTxnsTable, error) {
 	t := &clientTxnsTable{}
 	return t, prepareAll(ctx, db, "mlsmode_client_txns", map[**sql.Stmt]string{
 		&t.insertStmt: insertClientTxnSQL, &t.selectEventStmt: selectClientTxnEventSQL, &t.selectTxnStmt: selectEventClientTxnSQL,
+		&t.deleteDeviceStmt: deleteDeviceClientTxnsSQL,
 	})
+}
+
+// deleteDevice forgets the transactions a device sent.
+func (t *clientTxnsTable) deleteDevice(ctx context.Context, tx *sql.Tx, userID, deviceID string) error {
+	if _, err := stmt(ctx, tx, t.deleteDeviceStmt).ExecContext(ctx, userID, deviceID); err != nil {
+		return fmt.Errorf("deleting client transactions of %s/%s: %w", userID, deviceID, err)
+	}
+	return nil
 }
 
 // insertTxn records the transaction that sent eventID; it fails with

@@ -207,11 +207,23 @@ func (d *Database) EventClientTxn(ctx context.Context, eventID string) (types.Cl
 	return d.clientTxns.selectTxn(ctx, nil, eventID)
 }
 
-// StoreOneTimeKeyPackages stores one-time key packages in one transaction;
-// a key ID stored with another value is ErrConflict and stores nothing.
+// StoreOneTimeKeyPackages stores one-time key packages in one transaction
+// (under the write lock, so no claim runs meanwhile); a key ID stored with
+// another value, or claimed before, is a *types.KeyConflictError
+// (ErrConflict) and stores nothing.
 func (d *Database) StoreOneTimeKeyPackages(ctx context.Context, userID, deviceID string, kps []types.KeyPackage) error {
+	if len(kps) == 0 {
+		return nil
+	}
 	return d.withTx(ctx, "storing one-time key packages of "+userID+"/"+deviceID, func(tx *sql.Tx) error {
 		for _, kp := range kps {
+			claimed, err := d.claimedKeyIDs.isClaimed(ctx, tx, userID, deviceID, kp.KeyID)
+			if err != nil {
+				return err
+			}
+			if claimed {
+				return &types.KeyConflictError{KeyID: kp.KeyID, Claimed: true}
+			}
 			if err := d.oneTimeKeys.insertKey(ctx, tx, userID, deviceID, kp); err != nil {
 				return err
 			}
@@ -226,10 +238,19 @@ func (d *Database) StoreFallbackKeyPackage(ctx context.Context, userID, deviceID
 	return d.fallbackKeys.upsertKey(ctx, nil, userID, deviceID, kp)
 }
 
-// ClaimKeyPackage hands out and deletes one one-time package, or returns
-// the fallback package marked used when none is left.
+// ClaimKeyPackage hands out and deletes one one-time package, recording
+// its key ID as claimed in the same transaction, or returns the fallback
+// package marked used when none is left.
 func (d *Database) ClaimKeyPackage(ctx context.Context, userID, deviceID, algorithm string) (types.ClaimedKeyPackage, error) {
-	kp, ok, err := d.oneTimeKeys.claimKey(ctx, nil, userID, deviceID, algorithm)
+	var kp types.KeyPackage
+	var ok bool
+	err := d.withTx(ctx, "claiming a "+algorithm+" key package of "+userID+"/"+deviceID, func(tx *sql.Tx) error {
+		var err error
+		if kp, ok, err = d.oneTimeKeys.claimKey(ctx, tx, userID, deviceID, algorithm); err != nil || !ok {
+			return err
+		}
+		return d.claimedKeyIDs.insertClaimed(ctx, tx, userID, deviceID, kp.KeyID)
+	})
 	if err != nil {
 		return types.ClaimedKeyPackage{}, err
 	}
@@ -271,6 +292,17 @@ func (d *Database) KeyPackageIDs(ctx context.Context, userID, deviceID string) (
 	out := append(a, b...)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// FallbackKeyPackageIDs lists the device's fallback key IDs (used ones
+// included), sorted.
+func (d *Database) FallbackKeyPackageIDs(ctx context.Context, userID, deviceID string) ([]string, error) {
+	ids, err := d.fallbackKeys.selectKeyIDs(ctx, nil, userID, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // AddPendingCommit queues a waiting pending commit with its windows; false

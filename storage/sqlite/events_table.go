@@ -42,7 +42,6 @@ const (
 	selectEventsSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason
 		FROM mlsmode_events e JOIN mlsmode_rooms r ON r.room_id = e.room_id WHERE e.event_id IN (SELECT value FROM json_each($1))`
 	selectEventExistsSQL = `SELECT EXISTS (SELECT 1 FROM mlsmode_events WHERE event_id = $1)`
-	selectMaxEventNIDSQL = `SELECT COALESCE(MAX(event_nid), 0) FROM mlsmode_events`
 	// A room's events not rejected, $2 < NID <= $3 ascending (a bound of
 	// 0: none), at most $4 (-1: all).
 	selectRoomEventsForwardSQL = `SELECT e.event_id, e.event_nid, r.room_version, e.event_json, e.rejected, e.soft_failed, e.soft_fail_reason,
@@ -61,15 +60,15 @@ const (
 )
 
 type eventsTable struct {
-	insertStmt, selectEventStmt, selectEventsStmt  *sql.Stmt
-	existsStmt, maxStmt, forwardStmt, backwardStmt *sql.Stmt
+	insertStmt, selectEventStmt, selectEventsStmt *sql.Stmt
+	existsStmt, forwardStmt, backwardStmt         *sql.Stmt
 }
 
 func prepareEventsTable(ctx context.Context, db *sql.DB) (*eventsTable, error) {
 	t := &eventsTable{}
 	return t, prepareAll(ctx, db, "mlsmode_events", map[**sql.Stmt]string{
 		&t.insertStmt: insertEventSQL, &t.selectEventStmt: selectEventSQL, &t.selectEventsStmt: selectEventsSQL,
-		&t.existsStmt: selectEventExistsSQL, &t.maxStmt: selectMaxEventNIDSQL,
+		&t.existsStmt:  selectEventExistsSQL,
 		&t.forwardStmt: selectRoomEventsForwardSQL, &t.backwardStmt: selectRoomEventsBackwardSQL,
 	})
 }
@@ -153,15 +152,6 @@ func (t *eventsTable) eventExists(ctx context.Context, tx *sql.Tx, id string) (b
 		return false, fmt.Errorf("looking up event %s: %w", id, err)
 	}
 	return ok, nil
-}
-
-// selectMaxNID returns the highest event NID, 0 if none.
-func (t *eventsTable) selectMaxNID(ctx context.Context, tx *sql.Tx) (int64, error) {
-	var nid int64
-	if err := stmt(ctx, tx, t.maxStmt).QueryRowContext(ctx).Scan(&nid); err != nil {
-		return 0, fmt.Errorf("selecting events position: %w", err)
-	}
-	return nid, nil
 }
 
 // selectRoomEvents returns a room's events not rejected between the

@@ -46,6 +46,9 @@ func migrations() []migration {
 		{5, "client transactions, membership and device key change streams, filters, profiles", []string{
 			clientTxnsSchema, membershipStreamDelta, keyChangesSchema, filtersSchema, profilesSchema,
 		}},
+		{6, "claimed one-time key IDs, to-device transactions", []string{
+			claimedKeyIDsSchema, toDeviceTxnsSchema,
+		}},
 	}
 }
 

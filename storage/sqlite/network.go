@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/mlsmode/mlsmode/storage/types"
@@ -46,6 +47,32 @@ func (d *Database) ServerKey(ctx context.Context, serverName, keyID string) (typ
 // SendToDevice appends a message to a device's inbox.
 func (d *Database) SendToDevice(ctx context.Context, userID, deviceID string, msg types.ToDeviceMessage) (int64, error) {
 	return d.toDevice.insertMessage(ctx, nil, userID, deviceID, msg)
+}
+
+// SendToDeviceTxn records a sending device's to-device transaction and
+// appends its messages in one transaction (BEGIN IMMEDIATE: one writer
+// across processes); false, storing nothing, if the transaction was
+// recorded before.
+func (d *Database) SendToDeviceTxn(ctx context.Context, txn types.ClientTxn, msgs []types.ToDeviceDelivery) (bool, error) {
+	var isNew bool
+	err := d.withTx(ctx, "running to-device transaction "+txn.TxnID+" of "+txn.UserID+"/"+txn.DeviceID, func(tx *sql.Tx) error {
+		isNew = false
+		ok, err := d.toDeviceTxns.insertTxn(ctx, tx, txn)
+		if err != nil || !ok {
+			return err
+		}
+		for _, m := range msgs {
+			if _, err := d.toDevice.insertMessage(ctx, tx, m.UserID, m.DeviceID, m.Message); err != nil {
+				return err
+			}
+		}
+		isNew = true
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return isNew, nil
 }
 
 // ToDeviceMessages returns up to limit messages after a position.

@@ -45,11 +45,10 @@ const (
 		WHERE user_id = $1 AND membership = $2 ORDER BY room_id`
 	selectMembershipsSinceSQL = `SELECT room_id, user_id, membership, inviter, updated_ts, events_pos, stream_pos FROM mlsmode_network_membership
 		WHERE user_id = $1 AND stream_pos > $2 ORDER BY stream_pos`
-	selectMaxMembershipPosSQL = `SELECT COALESCE(MAX(stream_pos), 0) FROM mlsmode_network_membership`
 )
 
 type membershipTable struct {
-	upsertStmt, selectStmt, roomStmt, userStmt, sinceStmt, maxStmt *sql.Stmt
+	upsertStmt, selectStmt, roomStmt, userStmt, sinceStmt *sql.Stmt
 }
 
 func prepareMembershipTable(ctx context.Context, db *sql.DB) (*membershipTable, error) {
@@ -57,7 +56,7 @@ func prepareMembershipTable(ctx context.Context, db *sql.DB) (*membershipTable, 
 	return t, prepareAll(ctx, db, "mlsmode_network_membership", map[**sql.Stmt]string{
 		&t.upsertStmt: upsertMembershipSQL, &t.selectStmt: selectMembershipSQL,
 		&t.roomStmt: selectRoomMembersSQL, &t.userStmt: selectUserRoomsSQL,
-		&t.sinceStmt: selectMembershipsSinceSQL, &t.maxStmt: selectMaxMembershipPosSQL,
+		&t.sinceStmt: selectMembershipsSinceSQL,
 	})
 }
 
@@ -118,12 +117,4 @@ func scanMemberships(rows *sql.Rows, key string) ([]types.Membership, error) {
 		return nil, fmt.Errorf("selecting memberships of %s: %w", key, err)
 	}
 	return out, nil
-}
-
-func (t *membershipTable) selectMax(ctx context.Context, tx *sql.Tx) (int64, error) {
-	var pos int64
-	if err := stmt(ctx, tx, t.maxStmt).QueryRowContext(ctx).Scan(&pos); err != nil {
-		return 0, fmt.Errorf("selecting memberships position: %w", err)
-	}
-	return pos, nil
 }

@@ -55,7 +55,8 @@ func prepareOneTimeKeysTable(ctx context.Context, db *sql.DB) (*oneTimeKeysTable
 }
 
 // insertKey stores a package; an existing key ID with another algorithm or
-// value is ErrConflict.
+// value is a *types.KeyConflictError (ErrConflict). The caller checks
+// claimed key IDs.
 func (t *oneTimeKeysTable) insertKey(ctx context.Context, tx *sql.Tx, userID, deviceID string, kp types.KeyPackage) error {
 	res, err := stmt(ctx, tx, t.insertStmt).ExecContext(ctx, userID, deviceID, kp.Algorithm, kp.KeyID, kp.Value)
 	if err != nil {
@@ -74,7 +75,7 @@ func (t *oneTimeKeysTable) insertKey(ctx context.Context, tx *sql.Tx, userID, de
 		return fmt.Errorf("selecting one-time key package %s: %w", kp.KeyID, err)
 	}
 	if alg != kp.Algorithm || val != kp.Value {
-		return fmt.Errorf("one-time key package %s stored with another value: %w", kp.KeyID, types.ErrConflict)
+		return &types.KeyConflictError{KeyID: kp.KeyID}
 	}
 	return nil
 }

@@ -52,6 +52,8 @@ type Database struct {
 	keyChanges     *keyChangesTable
 	filters        *filtersTable
 	profiles       *profilesTable
+	claimedKeyIDs  *claimedKeyIDsTable
+	toDeviceTxns   *toDeviceTxnsTable
 
 	// changes fans notifications out to this Database's subscribers only.
 	changes *changes.Hub
@@ -189,6 +191,12 @@ func (d *Database) prepare(ctx context.Context) error {
 		return err
 	}
 	if d.profiles, err = prepareProfilesTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.claimedKeyIDs, err = prepareClaimedKeyIDsTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.toDeviceTxns, err = prepareToDeviceTxnsTable(ctx, d.db); err != nil {
 		return err
 	}
 	return nil

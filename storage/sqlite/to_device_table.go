@@ -27,20 +27,17 @@ const (
 		WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 ORDER BY stream_pos LIMIT $4`
 	deleteToDeviceSQL       = `DELETE FROM mlsmode_to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3`
 	deleteDeviceToDeviceSQL = `DELETE FROM mlsmode_to_device WHERE user_id = $1 AND device_id = $2`
-	// The highest position handed out (AUTOINCREMENT keeps it in
-	// sqlite_sequence), since delivered messages are deleted.
-	selectMaxToDevicePosSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'mlsmode_to_device'), 0)`
 )
 
 type toDeviceTable struct {
-	insertStmt, selectStmt, deleteStmt, deleteDeviceStmt, maxStmt *sql.Stmt
+	insertStmt, selectStmt, deleteStmt, deleteDeviceStmt *sql.Stmt
 }
 
 func prepareToDeviceTable(ctx context.Context, db *sql.DB) (*toDeviceTable, error) {
 	t := &toDeviceTable{}
 	return t, prepareAll(ctx, db, "mlsmode_to_device", map[**sql.Stmt]string{
-		&t.deleteDeviceStmt: deleteDeviceToDeviceSQL, &t.maxStmt: selectMaxToDevicePosSQL,
-		&t.insertStmt: insertToDeviceSQL, &t.selectStmt: selectToDeviceSQL, &t.deleteStmt: deleteToDeviceSQL,
+		&t.deleteDeviceStmt: deleteDeviceToDeviceSQL,
+		&t.insertStmt:       insertToDeviceSQL, &t.selectStmt: selectToDeviceSQL, &t.deleteStmt: deleteToDeviceSQL,
 	})
 }
 
@@ -85,13 +82,4 @@ func (t *toDeviceTable) deleteDevice(ctx context.Context, tx *sql.Tx, userID, de
 		return fmt.Errorf("deleting to-device messages of %s/%s: %w", userID, deviceID, err)
 	}
 	return nil
-}
-
-// selectMax returns the highest position handed out.
-func (t *toDeviceTable) selectMax(ctx context.Context, tx *sql.Tx) (int64, error) {
-	var pos int64
-	if err := stmt(ctx, tx, t.maxStmt).QueryRowContext(ctx).Scan(&pos); err != nil {
-		return 0, fmt.Errorf("selecting to-device position: %w", err)
-	}
-	return pos, nil
 }

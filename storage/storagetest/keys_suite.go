@@ -59,6 +59,11 @@ func testKeyPackages(t *testing.T, b Backend) {
 	if err != nil || !slices.Equal(ids, want) {
 		t.Fatalf("key IDs %v, %v; want %v", ids, err, want)
 	}
+	// The fallback key IDs alone: the replaced fallback is gone, one-time
+	// packages are not fallbacks.
+	if fb, err := db.FallbackKeyPackageIDs(ctx, u, d); err != nil || !slices.Equal(fb, []string{kp(algA, 101).KeyID}) {
+		t.Fatalf("fallback key IDs %v, %v", fb, err)
+	}
 	// One-time packages first, oldest first, then the fallback.
 	for _, w := range []storage.ClaimedKeyPackage{{KeyPackage: kp(algA, 1)}, {KeyPackage: kp(algA, 2)}, {KeyPackage: kp(algA, 101), Fallback: true}, {KeyPackage: kp(algA, 101), Fallback: true}} {
 		got, err := db.ClaimKeyPackage(ctx, u, d, algA)
@@ -68,6 +73,10 @@ func testKeyPackages(t *testing.T, b Backend) {
 	}
 	if algs, err := db.UnusedFallbackAlgorithms(ctx, u, d); err != nil || len(algs) != 0 {
 		t.Fatalf("unused fallbacks after claim %v, %v", algs, err)
+	}
+	// A used fallback is still held (and handed out): still listed.
+	if fb, err := db.FallbackKeyPackageIDs(ctx, u, d); err != nil || !slices.Equal(fb, []string{kp(algA, 101).KeyID}) {
+		t.Fatalf("fallback key IDs after use %v, %v", fb, err)
 	}
 	counts, err = db.CountOneTimeKeyPackages(ctx, u, d)
 	if err != nil || counts[algA] != 0 || counts[algB] != 1 {
@@ -89,6 +98,18 @@ func testKeyPackages(t *testing.T, b Backend) {
 	}
 	if algs, err := db.UnusedFallbackAlgorithms(ctx, u, d); err != nil || !slices.Equal(algs, []string{algA}) {
 		t.Fatalf("unused fallbacks after new upload %v, %v", algs, err)
+	}
+	// One per algorithm, sorted; other devices have none.
+	if err := db.StoreFallbackKeyPackage(ctx, u, d, kp(algB, 7)); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{kp(algA, 102).KeyID, kp(algB, 7).KeyID}
+	slices.Sort(want)
+	if fb, err := db.FallbackKeyPackageIDs(ctx, u, d); err != nil || !slices.Equal(fb, want) {
+		t.Fatalf("fallback key IDs %v, %v; want %v", fb, err, want)
+	}
+	if fb, err := db.FallbackKeyPackageIDs(ctx, u, "OTHER"); err != nil || len(fb) != 0 {
+		t.Fatalf("fallback key IDs of another device %v, %v", fb, err)
 	}
 }
 

@@ -26,6 +26,29 @@ var (
 	ErrDuplicateTxn = errors.New("storage: duplicate client transaction")
 )
 
+// KeyConflictError is how StoreOneTimeKeyPackages refuses a key ID (find
+// it with errors.As); it wraps ErrConflict.
+type KeyConflictError struct {
+	// KeyID is the refused key ID (the first in key ID order when several
+	// are refused for the same reason).
+	KeyID string
+	// Claimed is true when a claim handed out a one-time package of that
+	// key ID before (a claimed package is never stored again); false when
+	// the key ID is stored with another value.
+	Claimed bool
+}
+
+// Error names the key ID and the reason.
+func (e *KeyConflictError) Error() string {
+	if e.Claimed {
+		return "one-time key package " + e.KeyID + " was claimed before: " + ErrConflict.Error()
+	}
+	return "one-time key package " + e.KeyID + " is stored with another value: " + ErrConflict.Error()
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) hold.
+func (e *KeyConflictError) Unwrap() error { return ErrConflict }
+
 // Room is one MLS room the server takes part in.
 type Room struct {
 	// RoomID is "!opaque:server".
@@ -77,8 +100,9 @@ type StoreEventOptions struct {
 }
 
 // ClientTxn identifies a client-server API transaction (PUT
-// /rooms/{roomId}/send/{eventType}/{txnId}): the sending user and device
-// and the client's transaction ID.
+// /rooms/{roomId}/send/{eventType}/{txnId}, or PUT
+// /sendToDevice/{eventType}/{txnId} for SendToDeviceTxn): the sending user
+// and device and the client's transaction ID.
 type ClientTxn struct {
 	UserID, DeviceID, TxnID string
 }
@@ -215,6 +239,15 @@ type ToDeviceMessage struct {
 	Sender  string
 	Type    string
 	Content []byte
+}
+
+// ToDeviceDelivery is one message of a to-device transaction
+// (SendToDeviceTxn) for one device's inbox.
+type ToDeviceDelivery struct {
+	// UserID and DeviceID name the recipient device (a local one).
+	UserID, DeviceID string
+	// Message is the message; its Pos is ignored (the stream assigns it).
+	Message ToDeviceMessage
 }
 
 // Membership is a user's out-of-band network membership of an MLS room
