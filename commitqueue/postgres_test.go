@@ -2,12 +2,7 @@ package commitqueue_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,45 +11,14 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/mlsmode/mlsmode/commitqueue"
+	"github.com/mlsmode/mlsmode/internal/testdb"
 	"github.com/mlsmode/mlsmode/roomversion"
 	"github.com/mlsmode/mlsmode/stateres/stateresttest"
 	"github.com/mlsmode/mlsmode/storage"
 )
 
-// postgresDSN creates a fresh schema on MLSMODE_TEST_POSTGRES (default the
-// local server), dropped when the test ends, and returns a DSN using it. A
-// server that cannot be reached fails the test (as storage's tests do).
-func postgresDSN(tb testing.TB) string {
-	tb.Helper()
-	base := os.Getenv("MLSMODE_TEST_POSTGRES")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		tb.Fatalf("opening %s: %v", base, err)
-	}
-	tb.Cleanup(func() { admin.Close() })
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "mlsmode_cq_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("PostgreSQL test database at %s (set MLSMODE_TEST_POSTGRES): creating schema: %v", base, err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("parsing %s: %v", base, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// postgresDSN is a fresh schema on the test server (internal/testdb).
+func postgresDSN(tb testing.TB) string { return testdb.PostgresDSN(tb) }
 
 // chainRoom is a room with a pre-built chain of pending commits by d, each
 // on the commit applying the previous one (a's commits are deterministic,

@@ -2,58 +2,18 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/mlsmode/mlsmode/internal/testdb"
 	"github.com/mlsmode/mlsmode/storage"
 	"github.com/mlsmode/mlsmode/storage/postgres"
 	"github.com/mlsmode/mlsmode/storage/storagetest"
 )
 
-// baseDSN is the test server: MLSMODE_TEST_POSTGRES or the local default.
-func baseDSN() string {
-	if s := os.Getenv("MLSMODE_TEST_POSTGRES"); s != "" {
-		return s
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// newDSN creates a fresh schema, dropped with CASCADE when the test ends,
-// and returns the base DSN with search_path set to it. A server that
-// cannot be reached fails the test.
-func newDSN(tb testing.TB) string {
-	tb.Helper()
-	base := baseDSN()
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		tb.Fatalf("opening %s: %v", base, err)
-	}
-	tb.Cleanup(func() { admin.Close() })
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "mlsmode_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("PostgreSQL test database at %s (set MLSMODE_TEST_POSTGRES): creating schema: %v", base, err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("parsing %s: %v", base, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// newDSN is a fresh schema on the test server (internal/testdb).
+func newDSN(tb testing.TB) string { return testdb.PostgresDSN(tb) }
 
 // Backend is the PostgreSQL backend for the shared suite.
 func Backend() storagetest.Backend {
