@@ -198,6 +198,13 @@ type FederationTransactions interface {
 	// MarkTransactionSeen records a transaction; it reports false if the
 	// origin sent that ID before.
 	MarkTransactionSeen(ctx context.Context, origin, txnID string, receivedTS int64) (bool, error)
+	// StoreTransactionResult records a transaction with the answer given
+	// to it (the per-PDU results of /send), replacing an earlier answer.
+	StoreTransactionResult(ctx context.Context, origin, txnID string, result []byte, receivedTS int64) error
+	// TransactionResult returns the answer recorded for a transaction,
+	// ErrNotFound if there is none: a retried transaction is answered from
+	// it and not applied again.
+	TransactionResult(ctx context.Context, origin, txnID string) ([]byte, error)
 }
 
 // OutboundQueue is the federation send queue, per destination.

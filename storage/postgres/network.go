@@ -14,6 +14,17 @@ func (d *Database) MarkTransactionSeen(ctx context.Context, origin, txnID string
 	return d.federationTxns.insertTxn(ctx, nil, origin, txnID, receivedTS)
 }
 
+// StoreTransactionResult records a federation transaction with its answer.
+func (d *Database) StoreTransactionResult(ctx context.Context, origin, txnID string, result []byte, receivedTS int64) error {
+	return d.federationTxns.upsertResult(ctx, nil, origin, txnID, result, receivedTS)
+}
+
+// TransactionResult returns the recorded answer to a federation
+// transaction, ErrNotFound if none.
+func (d *Database) TransactionResult(ctx context.Context, origin, txnID string) ([]byte, error) {
+	return d.federationTxns.selectResult(ctx, nil, origin, txnID)
+}
+
 // QueueOutbound appends a payload to a destination's send queue.
 func (d *Database) QueueOutbound(ctx context.Context, destination, kind string, payload []byte, queuedTS int64) (int64, error) {
 	return d.outbound.insertItem(ctx, nil, types.OutboundItem{Destination: destination, Kind: kind, Payload: payload, QueuedTS: queuedTS})

@@ -3,7 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+
+	"github.com/mlsmode/mlsmode/storage/types"
 )
 
 // Transaction IDs received per origin server.
@@ -15,17 +18,28 @@ CREATE TABLE IF NOT EXISTS mlsmode_federation_transactions (
 	PRIMARY KEY (origin, txn_id)
 );`
 
-const insertFederationTxnSQL = `INSERT INTO mlsmode_federation_transactions (origin, txn_id, received_ts)
+// Migration 7 keeps each transaction's answer, so a retried transaction
+// is answered as the first time without being applied again.
+const federationTxnResultDelta = `ALTER TABLE mlsmode_federation_transactions ADD COLUMN result BLOB;`
+
+const (
+	insertFederationTxnSQL = `INSERT INTO mlsmode_federation_transactions (origin, txn_id, received_ts)
 	VALUES ($1, $2, $3) ON CONFLICT (origin, txn_id) DO NOTHING`
+	upsertFederationTxnResultSQL = `INSERT INTO mlsmode_federation_transactions (origin, txn_id, received_ts, result)
+	VALUES ($1, $2, $3, $4) ON CONFLICT (origin, txn_id) DO UPDATE SET result = excluded.result`
+	selectFederationTxnResultSQL = `SELECT result FROM mlsmode_federation_transactions
+	WHERE origin = $1 AND txn_id = $2 AND result IS NOT NULL`
+)
 
 type federationTxnsTable struct {
-	insertStmt *sql.Stmt
+	insertStmt, upsertResultStmt, selectResultStmt *sql.Stmt
 }
 
 func prepareFederationTxnsTable(ctx context.Context, db *sql.DB) (*federationTxnsTable, error) {
 	t := &federationTxnsTable{}
 	return t, prepareAll(ctx, db, "mlsmode_federation_transactions", map[**sql.Stmt]string{
-		&t.insertStmt: insertFederationTxnSQL,
+		&t.insertStmt: insertFederationTxnSQL, &t.upsertResultStmt: upsertFederationTxnResultSQL,
+		&t.selectResultStmt: selectFederationTxnResultSQL,
 	})
 }
 
@@ -40,4 +54,25 @@ func (t *federationTxnsTable) insertTxn(ctx context.Context, tx *sql.Tx, origin,
 		return false, fmt.Errorf("recording transaction %s from %s: %w", txnID, origin, err)
 	}
 	return n == 1, nil
+}
+
+// upsertResult records a transaction with its answer.
+func (t *federationTxnsTable) upsertResult(ctx context.Context, tx *sql.Tx, origin, txnID string, result []byte, ts int64) error {
+	if _, err := stmt(ctx, tx, t.upsertResultStmt).ExecContext(ctx, origin, txnID, ts, result); err != nil {
+		return fmt.Errorf("recording the answer to transaction %s from %s: %w", txnID, origin, err)
+	}
+	return nil
+}
+
+// selectResult returns a transaction's recorded answer.
+func (t *federationTxnsTable) selectResult(ctx context.Context, tx *sql.Tx, origin, txnID string) ([]byte, error) {
+	var result []byte
+	err := stmt(ctx, tx, t.selectResultStmt).QueryRowContext(ctx, origin, txnID).Scan(&result)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("answer to transaction %s from %s: %w", txnID, origin, types.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer to transaction %s from %s: %w", txnID, origin, err)
+	}
+	return result, nil
 }

@@ -49,6 +49,7 @@ func migrations() []migration {
 		{6, "claimed one-time key IDs, to-device transactions", []string{
 			claimedKeyIDsSchema, toDeviceTxnsSchema,
 		}},
+		{7, "answers of federation transactions", []string{federationTxnResultDelta}},
 	}
 }
 

@@ -21,6 +21,33 @@ func testFederationTransactions(t *testing.T, b Backend) {
 			t.Fatalf("%s %s: %v, %v; want %v", c.origin, c.txn, got, err, c.want)
 		}
 	}
+	// Answers: none until stored (also for a transaction only marked seen),
+	// then per origin and transaction ID; storing again replaces it.
+	if _, err := db.TransactionResult(ctx, "b.example", "t1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("answer of a transaction only marked seen: %v", err)
+	}
+	answer := []byte(`{"pdus":{"$a":{}}}`)
+	for _, c := range []struct{ origin, txn string }{{"b.example", "t1"}, {"d.example", "t9"}} {
+		if err := db.StoreTransactionResult(ctx, c.origin, c.txn, answer, 2000); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.TransactionResult(ctx, c.origin, c.txn); err != nil || !bytes.Equal(got, answer) {
+			t.Fatalf("answer of %s %s: %s, %v", c.origin, c.txn, got, err)
+		}
+	}
+	if _, err := db.TransactionResult(ctx, "c.example", "t9"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("answer of another origin's transaction: %v", err)
+	}
+	if seen, err := db.MarkTransactionSeen(ctx, "d.example", "t9", 3000); err != nil || seen {
+		t.Fatalf("a transaction with an answer marked seen again: %v, %v", seen, err)
+	}
+	other := []byte(`{"pdus":{}}`)
+	if err := db.StoreTransactionResult(ctx, "b.example", "t1", other, 2000); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.TransactionResult(ctx, "b.example", "t1"); err != nil || !bytes.Equal(got, other) {
+		t.Fatalf("replaced answer: %s, %v", got, err)
+	}
 }
 
 func testOutboundQueue(t *testing.T, b Backend) {
