@@ -661,3 +661,41 @@ func TestNotifyChange(t *testing.T) {
 		awaitChange(t, ch, bob.UserID)
 	})
 }
+
+// TestReceiveToDevice: an m.direct_to_device EDU from another server is
+// delivered to local devices once per (sender, message_id), and refused
+// when the sender is not the origin's or a recipient is not local.
+func TestReceiveToDevice(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *userapi.Service, db storage.Database) {
+		ctx := context.Background()
+		bob := register(t, s, "bob")
+		welcome := json.RawMessage(`{"algorithm":"m.mls.v1.X","room_id":"!r:b.example","welcome":"AAAA"}`)
+		msgs := map[string]map[string]json.RawMessage{bob.UserID: {"*": welcome}}
+		for i := range 3 { // a retried federation transaction delivers nothing
+			isNew, err := s.ReceiveToDevice(ctx, "b.example", "@carol:b.example", "m.mls.welcome", "mid1", msgs)
+			if err != nil || isNew != (i == 0) {
+				t.Fatalf("receipt %d: new %v, %v", i, isNew, err)
+			}
+		}
+		got, err := db.ToDeviceMessages(ctx, bob.UserID, bob.DeviceID, 0, 100)
+		if err != nil || len(got) != 1 || got[0].Sender != "@carol:b.example" || string(got[0].Content) != string(welcome) {
+			t.Fatalf("inbox %+v, %v", got, err)
+		}
+		// Another message_id is another message.
+		if isNew, err := s.ReceiveToDevice(ctx, "b.example", "@carol:b.example", "m.mls.welcome", "mid2", msgs); err != nil || !isNew {
+			t.Fatalf("second message: %v, %v", isNew, err)
+		}
+		before, _ := db.ToDeviceMessages(ctx, bob.UserID, bob.DeviceID, 0, 100)
+		_, err = s.ReceiveToDevice(ctx, "c.example", "@carol:b.example", "m.mls.welcome", "mid3", msgs)
+		wantErr(t, err, 403, "M_FORBIDDEN")
+		_, err = s.ReceiveToDevice(ctx, "b.example", "@carol:b.example", "m.mls.welcome", "mid4",
+			map[string]map[string]json.RawMessage{"@dave:c.example": {"D": welcome}})
+		wantErr(t, err, 403, "M_FORBIDDEN")
+		_, err = s.ReceiveToDevice(ctx, "b.example", "@carol:b.example", "m.mls.welcome", "mid5",
+			map[string]map[string]json.RawMessage{bob.UserID: {"*": json.RawMessage(`"text"`)}})
+		wantErr(t, err, 400, "M_BAD_JSON")
+		if after, _ := db.ToDeviceMessages(ctx, bob.UserID, bob.DeviceID, 0, 100); len(after) != len(before) {
+			t.Fatalf("a refused EDU delivered: %d -> %d", len(before), len(after))
+		}
+	})
+}

@@ -157,3 +157,65 @@ func (s *Service) localDeliveries(ctx context.Context, sender, eventType, user s
 	}
 	return out, nil
 }
+
+// ReceiveToDevice delivers an m.direct_to_device EDU received from origin
+// (SPEC-NOTES §12): sender must be a user of origin, every recipient a
+// local user (others are refused: a server only delivers to its own
+// users). The EDU is delivered at most once per (sender, message_id): the
+// store records it with the deliveries in one transaction, so a retried
+// federation transaction delivers nothing. It reports whether it was new.
+func (s *Service) ReceiveToDevice(ctx context.Context, origin, sender, eventType, messageID string, messages map[string]map[string]json.RawMessage) (bool, error) {
+	if err := checkUserID("sender", sender); err != nil {
+		return false, err
+	}
+	if serverOf(sender) != origin {
+		return false, matrixerr.Forbidden("sender %s is not a user of %s", sender, origin)
+	}
+	if eventType == "" || len(eventType) > 255 {
+		return false, matrixerr.BadJSON("type: 1 to 255 bytes")
+	}
+	if messageID == "" || len(messageID) > maxTxnID {
+		return false, matrixerr.BadJSON("message_id: 1 to %d bytes", maxTxnID)
+	}
+	users := make([]string, 0, len(messages))
+	for user, devs := range messages {
+		if err := checkUserID("messages", user); err != nil {
+			return false, err
+		}
+		if !s.isLocal(user) {
+			return false, matrixerr.Forbidden("messages[%q]: not a user of this server", user)
+		}
+		for dev, content := range devs {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(content, &obj); err != nil || obj == nil {
+				return false, matrixerr.BadJSON("messages[%q][%q]: content must be a JSON object", user, dev)
+			}
+		}
+		users = append(users, user)
+	}
+	sort.Strings(users)
+	var local []storage.ToDeviceDelivery
+	var woken []string
+	for _, user := range users {
+		msgs, err := s.localDeliveries(ctx, sender, eventType, user, messages[user])
+		if err != nil {
+			return false, err
+		}
+		if len(msgs) > 0 {
+			local = append(local, msgs...)
+			woken = append(woken, user)
+		}
+	}
+	// A remote sender has no device here: the transaction is keyed by the
+	// sender and the EDU's message_id.
+	isNew, err := s.cfg.Store.SendToDeviceTxn(ctx, storage.ClientTxn{UserID: sender, DeviceID: "", TxnID: messageID}, local)
+	if err != nil {
+		return false, fmt.Errorf("delivering to-device message %s from %s: %w", messageID, sender, err)
+	}
+	if isNew {
+		for _, user := range woken {
+			s.notify(ctx, user)
+		}
+	}
+	return isNew, nil
+}
