@@ -75,6 +75,16 @@ type Config struct {
 	MaxPrevEvents int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Keys finds other servers' signing keys, to verify the origin
+	// signatures of received events (ReceivePDUs needs it).
+	Keys roomversion.KeyFetcher
+	// Fetcher fetches missing events from other servers while receiving
+	// events; nil means none are fetched (an event whose auth events are
+	// missing is then refused; missing prev events leave a gap).
+	Fetcher Fetcher
+	// MaxFetchPerPDU caps how many missing auth events, and how many
+	// missing prev events, receiving one PDU fetches; default 100 each.
+	MaxFetchPerPDU int
 }
 
 // Server is the room logic of one homeserver process.
@@ -109,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxFetchPerPDU <= 0 {
+		cfg.MaxFetchPerPDU = 100
 	}
 	s := &Server{cfg: cfg, st: cfg.Store, clock: cfg.Clock, rooms: map[string]*room{}, toDeviceDeleted: map[string]int64{}}
 	s.hub = newHub(cfg.Store, cfg.Logger)
