@@ -24,8 +24,17 @@
 //
 // Handlers decode the request, call one function that reads storage, and
 // encode the answer; every refusal is a *matrixerr.Error written in one
-// place (writeError). docs/FEDERATION.md lists the endpoints. Transactions
-// (/send), invites and the key endpoints for users are still to come.
+// place (writeError). docs/FEDERATION.md lists the endpoints.
+//
+//   - PUT /send/{txnId}: at most 50 PDUs and 100 EDUs, the body's origin the
+//     request's; PDUs go to roomserver.ReceivePDUs, m.direct_to_device EDUs
+//     to userapi; the answer is recorded and a retried transaction ID is
+//     answered from it without being applied again. Client.SendTransaction
+//     is the outbound side, the Transport of federation/sender's queue.
+//   - The remote invite (SPEC-NOTES §12), both sides; RoomRemote gives the
+//     room logic the outbound queue and invites.
+//   - The user endpoints (keys query and claim, devices, profile) and
+//     UserRemote, userapi's way to other servers.
 package federation
 
 import (
@@ -44,6 +53,7 @@ import (
 
 	"github.com/mlsmode/mlsmode/roomserver"
 	"github.com/mlsmode/mlsmode/storage"
+	"github.com/mlsmode/mlsmode/userapi"
 )
 
 // Config configures the API.
@@ -55,9 +65,11 @@ type Config struct {
 	PrivateKey ed25519.PrivateKey
 	// Store is the server's storage.
 	Store storage.Database
-	// Rooms is the room logic (event ingestion); optional for now: the
-	// endpoints of this package read storage only.
+	// Rooms is the room logic: /send hands it received PDUs. Without it
+	// /send answers 501.
 	Rooms *roomserver.Server
+	// Users receives m.direct_to_device EDUs (Welcomes); optional.
+	Users *userapi.Service
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 	// Transport carries outbound HTTPS requests; nil means
@@ -133,6 +145,14 @@ func New(cfg Config) (*API, error) {
 	return a, nil
 }
 
+// Attach gives the API the room logic and the user logic once they are
+// built. They need the API's KeyFetcher, Fetcher and Client (and the
+// outbound queue built on the Client), so a server builds the API first,
+// then rooms and users from it, then attaches them before serving.
+func (a *API) Attach(rooms *roomserver.Server, users *userapi.Service) {
+	a.cfg.Rooms, a.cfg.Users = rooms, users
+}
+
 // Client returns the signing client for outbound requests.
 func (a *API) Client() *Client { return a.client }
 
@@ -163,6 +183,9 @@ func (a *API) Register(r *mux.Router) {
 	a.handle(f, http.MethodGet, "/v1/event_auth/{roomId}/{eventId}", true, a.getEventAuth)
 	a.handle(f, http.MethodPost, "/v1/get_missing_events/{roomId}", true, a.getMissingEvents)
 	a.handle(f, http.MethodGet, "/v1/backfill/{roomId}", true, a.getBackfill)
+	a.handle(f, http.MethodPut, "/v1/send/{txnId}", true, a.send)
+	a.handle(f, http.MethodPut, invitePath, true, a.invite)
+	a.registerUserRoutes(f)
 }
 
 // Handler returns a router with only this API mounted (tests, and servers

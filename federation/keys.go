@@ -65,7 +65,7 @@ func newKeyFetcher(cfg Config, public ed25519.PublicKey, c *Client) *KeyFetcher 
 		ExpiredTS: gomatrixserverlib.PublicKeyNotExpired,
 	}
 	d := &directFetcher{client: c, clock: cfg.Clock, serverName: cfg.ServerName, keyID: cfg.KeyID,
-		local: local, validity: cfg.KeyValidity, last: map[string]time.Time{}}
+		local: local, validity: cfg.KeyValidity, fetches: map[string]*keyFetch{}}
 	return &KeyFetcher{db: &keyDatabase{st: cfg.Store, local: d}, direct: d}
 }
 
@@ -92,7 +92,7 @@ func (k *KeyFetcher) PublicKey(ctx context.Context, server, keyID string, at tim
 	}
 	res, ok := fetched[req]
 	if !ok {
-		return nil, fmt.Errorf("federation: %s does not publish key %s", server, keyID)
+		return nil, fmt.Errorf("federation: %s does not publish key %s in its keys fetched less than %v ago", server, keyID, MinRefetchInterval)
 	}
 	if !res.WasValidAt(ts, gomatrixserverlib.StrictValiditySignatureCheck) {
 		return nil, fmt.Errorf("federation: key %s of %s was not valid at %s", keyID, server, at.UTC().Format(time.RFC3339))
@@ -164,8 +164,19 @@ type directFetcher struct {
 	local      gomatrixserverlib.PublicKeyLookupResult
 	validity   time.Duration
 
-	mu   sync.Mutex
-	last map[string]time.Time
+	mu sync.Mutex
+	// fetches is the latest fetch of each server: callers while it runs,
+	// and for MinRefetchInterval after it started, share its result.
+	fetches map[string]*keyFetch
+}
+
+// keyFetch is one fetch of a server's keys; res and err are set when done
+// is closed.
+type keyFetch struct {
+	at   time.Time
+	done chan struct{}
+	res  map[gomatrixserverlib.PublicKeyLookupRequest]gomatrixserverlib.PublicKeyLookupResult
+	err  error
 }
 
 // localKey answers a request for this server's own key.
@@ -216,13 +227,29 @@ func (d *directFetcher) fetchServer(ctx context.Context, server string) (map[gom
 	}
 	now := d.clock()
 	d.mu.Lock()
-	if last, ok := d.last[server]; ok && now.Sub(last) < MinRefetchInterval && !now.Before(last) {
+	f, ok := d.fetches[server]
+	if !ok || now.Before(f.at) || now.Sub(f.at) >= MinRefetchInterval {
+		f = &keyFetch{at: now, done: make(chan struct{})}
+		d.fetches[server] = f
 		d.mu.Unlock()
-		return nil, fmt.Errorf("federation: keys of %s fetched less than %v ago", server, MinRefetchInterval)
+		f.res, f.err = d.fetch(ctx, server, now)
+		close(f.done)
+		return f.res, f.err
 	}
-	d.last[server] = now
 	d.mu.Unlock()
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return nil, fmt.Errorf("federation: keys of %s fetched less than %v ago, and that failed: %w", server, MinRefetchInterval, f.err)
+		}
+		return f.res, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("federation: waiting for the keys of %s: %w", server, ctx.Err())
+	}
+}
 
+// fetch fetches and checks server's key response once.
+func (d *directFetcher) fetch(ctx context.Context, server string, now time.Time) (map[gomatrixserverlib.PublicKeyLookupRequest]gomatrixserverlib.PublicKeyLookupResult, error) {
 	keys, err := d.client.serverKeys(ctx, server)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,299 @@
+package federation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mlsmode/mlsmode/matrixerr"
+	"github.com/mlsmode/mlsmode/storage"
+	"github.com/mlsmode/mlsmode/userapi"
+)
+
+// EDUQueue queues an EDU (the whole {"edu_type", "content"} object) for a
+// destination durably; federation/sender.Sender implements it.
+type EDUQueue interface {
+	SendEDU(ctx context.Context, destination string, edu json.RawMessage) error
+}
+
+// UserRemote reaches users of other servers over federation: it
+// implements userapi.Remote with the signing Client (device key queries,
+// key package claims, profiles) and an EDUQueue (to-device messages, sent
+// as m.direct_to_device EDUs). Answers are checked: a status other than
+// 200 is a *RemoteError, a body of the wrong shape is an error, and only entries
+// of users of the server asked (and that were asked for) are kept.
+type UserRemote struct {
+	client *Client
+	edus   EDUQueue
+}
+
+var _ userapi.Remote = (*UserRemote)(nil)
+
+// NewUserRemote returns a UserRemote sending requests with client and
+// to-device messages through edus.
+func NewUserRemote(client *Client, edus EDUQueue) *UserRemote {
+	return &UserRemote{client: client, edus: edus}
+}
+
+// NewClient returns a signing client for cfg without the rest of the API
+// (ServerName, KeyID, PrivateKey, Transport, Resolve and Timeout are
+// used). It lets a server build its UserRemote, and the userapi.Service
+// that needs it, before the API whose Config.Users is that service.
+func NewClient(cfg Config) (*Client, error) {
+	if cfg.ServerName == "" || len(cfg.PrivateKey) != ed25519.PrivateKeySize {
+		return nil, errors.New("federation: ServerName and an ed25519 PrivateKey are required")
+	}
+	if !strings.HasPrefix(cfg.KeyID, "ed25519:") || len(cfg.KeyID) == len("ed25519:") {
+		return nil, fmt.Errorf("federation: key ID %q is not ed25519:<version>", cfg.KeyID)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	resolve := make(map[string]string, len(cfg.Resolve))
+	for k, v := range cfg.Resolve {
+		resolve[k] = v
+	}
+	cfg.Resolve = resolve
+	return newClient(cfg), nil
+}
+
+// userIDServer returns the server name of a user ID ("" if malformed).
+func userIDServer(userID string) string {
+	local, server, ok := strings.Cut(userID, ":")
+	if !ok || len(local) < 2 || !strings.HasPrefix(local, "@") {
+		return ""
+	}
+	return server
+}
+
+// remoteError is the *RemoteError of a non-200 answer to path.
+func remoteError(server, path string, status int, body []byte) error {
+	re := &RemoteError{Server: server, Path: path, Status: status}
+	var m struct {
+		Errcode string `json:"errcode"`
+		Error   string `json:"error"`
+	}
+	if json.Unmarshal(body, &m) == nil {
+		re.Errcode, re.Message = m.Errcode, m.Error
+	}
+	return re
+}
+
+// QueryKeys asks server for the device keys of its users (POST
+// /_matrix/federation/v1/user/keys/query; user ID -> device IDs, empty for
+// all). The answer keeps the users asked that belong to server, and of
+// each only the devices asked (all when none were named) whose keys are
+// an object naming that user and device and whose MLS credentials name
+// them too (deviceKeysOK); anything else is left out. A
+// body that is not {"device_keys": {user: {device: object}}} is an error.
+func (u *UserRemote) QueryKeys(ctx context.Context, server string, req map[string][]string) (userapi.QueryKeysResponse, error) {
+	body := make(map[string][]string, len(req))
+	for user, devs := range req {
+		if devs == nil {
+			devs = []string{}
+		}
+		body[user] = devs
+	}
+	const path = "/_matrix/federation" + userKeysQueryPath
+	status, resp, err := u.client.Do(ctx, server, http.MethodPost, path, map[string]any{"device_keys": body})
+	if err != nil {
+		return userapi.QueryKeysResponse{}, err
+	}
+	if status != http.StatusOK {
+		return userapi.QueryKeysResponse{}, remoteError(server, path, status, resp)
+	}
+	var got struct {
+		DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
+	}
+	if err := json.Unmarshal(resp, &got); err != nil {
+		return userapi.QueryKeysResponse{}, fmt.Errorf("federation: answer of %s to %s: %w", server, path, err)
+	}
+	out := userapi.QueryKeysResponse{DeviceKeys: map[string]map[string]json.RawMessage{}, Failures: map[string]json.RawMessage{}}
+	for user, devs := range got.DeviceKeys {
+		asked, ok := req[user]
+		if !ok || userIDServer(user) != server {
+			continue
+		}
+		kept := map[string]json.RawMessage{}
+		for dev, keys := range devs {
+			if len(asked) > 0 && !slices.Contains(asked, dev) {
+				continue
+			}
+			if deviceKeysOK(keys, user, dev) {
+				kept[dev] = keys
+			}
+		}
+		out.DeviceKeys[user] = kept
+	}
+	return out, nil
+}
+
+// deviceKeysOK reports whether keys is a device keys object of user's
+// device dev: user_id and device_id name them, and every MLS credential in
+// keys ("<MLS algorithm>:<device ID>") is one of that device
+// (userapi.CheckCredential).
+func deviceKeysOK(keys json.RawMessage, user, dev string) bool {
+	var obj struct {
+		UserID   string            `json:"user_id"`
+		DeviceID string            `json:"device_id"`
+		Keys     map[string]string `json:"keys"`
+	}
+	if json.Unmarshal(keys, &obj) != nil || obj.UserID != user || obj.DeviceID != dev {
+		return false
+	}
+	for keyID, value := range obj.Keys {
+		alg, keyDev, _ := strings.Cut(keyID, ":")
+		if _, err := userapi.ParseAlgorithm(alg); err != nil {
+			continue
+		}
+		if keyDev != dev {
+			return false
+		}
+		if _, err := userapi.CheckCredential(value, user, dev); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// ClaimKeys claims one key package per device of server's users (POST
+// /_matrix/federation/v1/user/keys/claim; user ID -> device ID ->
+// algorithm). The answer keeps, for the devices asked of server's users,
+// a single key whose ID is "<the algorithm asked>:..." and whose value is
+// a string (MLS key packages are base64 strings); devices answered
+// otherwise are left out. A body that is not {"one_time_keys": {user:
+// {device: {key ID: value}}}} is an error.
+func (u *UserRemote) ClaimKeys(ctx context.Context, server string, req map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, error) {
+	const path = "/_matrix/federation" + userKeysClaimPath
+	status, resp, err := u.client.Do(ctx, server, http.MethodPost, path, map[string]any{"one_time_keys": req})
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, remoteError(server, path, status, resp)
+	}
+	var got struct {
+		OneTimeKeys map[string]map[string]map[string]json.RawMessage `json:"one_time_keys"`
+	}
+	if err := json.Unmarshal(resp, &got); err != nil {
+		return nil, fmt.Errorf("federation: answer of %s to %s: %w", server, path, err)
+	}
+	out := map[string]map[string]map[string]json.RawMessage{}
+	for user, devs := range got.OneTimeKeys {
+		asked, ok := req[user]
+		if !ok || userIDServer(user) != server {
+			continue
+		}
+		kept := map[string]map[string]json.RawMessage{}
+		for dev, keys := range devs {
+			alg, ok := asked[dev]
+			if !ok || len(keys) != 1 {
+				continue
+			}
+			for keyID, value := range keys {
+				var s string
+				if strings.HasPrefix(keyID, alg+":") && json.Unmarshal(value, &s) == nil && s != "" {
+					kept[dev] = map[string]json.RawMessage{keyID: value}
+				}
+			}
+		}
+		if len(kept) > 0 {
+			out[user] = kept
+		}
+	}
+	return out, nil
+}
+
+// Profile fetches a user's profile from the user's server (GET
+// /_matrix/federation/v1/query/profile; field "" for all of it). A 404
+// answer is 404 M_NOT_FOUND; another status other than 200 a *RemoteError.
+// Fields that are not strings make the answer an error; an avatar URL that
+// is not an mxc:// URI is dropped.
+func (u *UserRemote) Profile(ctx context.Context, userID, field string) (storage.Profile, error) {
+	server := userIDServer(userID)
+	if server == "" {
+		return storage.Profile{}, matrixerr.InvalidParam("%q is not a user ID", userID)
+	}
+	q := url.Values{"user_id": {userID}}
+	if field != "" {
+		q.Set("field", field)
+	}
+	const path = "/_matrix/federation" + queryProfilePath
+	status, resp, err := u.client.Do(ctx, server, http.MethodGet, path+"?"+q.Encode(), nil)
+	if err != nil {
+		return storage.Profile{}, err
+	}
+	if status == http.StatusNotFound {
+		return storage.Profile{}, matrixerr.NotFound("no user %s (%s says: %s)", userID, server, responseMessage(json.RawMessage(resp)))
+	}
+	if status != http.StatusOK {
+		return storage.Profile{}, remoteError(server, path, status, resp)
+	}
+	var got struct {
+		DisplayName *string `json:"displayname"`
+		AvatarURL   *string `json:"avatar_url"`
+	}
+	if err := json.Unmarshal(resp, &got); err != nil {
+		return storage.Profile{}, fmt.Errorf("federation: answer of %s to %s: %w", server, path, err)
+	}
+	var p storage.Profile
+	if got.DisplayName != nil && field != userapi.FieldAvatarURL {
+		p.DisplayName = *got.DisplayName
+	}
+	if got.AvatarURL != nil && field != userapi.FieldDisplayName && strings.HasPrefix(*got.AvatarURL, "mxc://") {
+		p.AvatarURL = *got.AvatarURL
+	}
+	return p, nil
+}
+
+// directToDeviceEDU is an m.direct_to_device EDU.
+type directToDeviceEDU struct {
+	Type    string                `json:"edu_type"`
+	Content directToDeviceContent `json:"content"`
+}
+
+// directToDeviceContent is the content of an outbound m.direct_to_device
+// EDU.
+type directToDeviceContent struct {
+	Sender    string                                `json:"sender"`
+	Type      string                                `json:"type"`
+	MessageID string                                `json:"message_id"`
+	Messages  map[string]map[string]json.RawMessage `json:"messages"`
+}
+
+// SendToDevice queues an m.direct_to_device EDU for server with the
+// messages (user ID -> device ID or "*" -> content) from sender; the
+// EDUQueue stores it durably and retries it, and messageID lets server
+// drop copies. Every recipient must be a user of server.
+func (u *UserRemote) SendToDevice(ctx context.Context, server, sender, eventType, messageID string, messages map[string]map[string]json.RawMessage) error {
+	if server == "" || sender == "" || eventType == "" || messageID == "" {
+		return errors.New("federation: to-device EDU needs a server, sender, type and message_id")
+	}
+	for user := range messages {
+		if userIDServer(user) != server {
+			return fmt.Errorf("federation: to-device recipient %q is not a user of %s", user, server)
+		}
+	}
+	if messages == nil {
+		messages = map[string]map[string]json.RawMessage{}
+	}
+	edu, err := json.Marshal(directToDeviceEDU{Type: "m.direct_to_device", Content: directToDeviceContent{
+		Sender: sender, Type: eventType, MessageID: messageID, Messages: messages}})
+	if err != nil {
+		return fmt.Errorf("federation: encoding the to-device EDU for %s: %w", server, err)
+	}
+	if err := u.edus.SendEDU(ctx, server, edu); err != nil {
+		return fmt.Errorf("federation: queueing the to-device EDU for %s: %w", server, err)
+	}
+	return nil
+}
