@@ -3,7 +3,10 @@
 //
 //	go test -tags e2e ./e2e/...
 //
-// They need a PostgreSQL server (MLSMODE_TEST_POSTGRES, default
-// postgres://postgres@127.0.0.1:5432/test?sslmode=disable); each test makes
-// a fresh schema and drops it. Their MLS clients are internal/testclient.
+// The tests of processes sharing one database need a PostgreSQL server
+// (MLSMODE_TEST_POSTGRES, default
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable); each makes a
+// fresh schema and drops it. The federation test runs two servers with
+// their own SQLite databases and a self-signed certificate made by the
+// test. Their MLS clients are internal/testclient.
 package e2e

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,32 +23,34 @@ import (
 
 // Defaults of the settings (docs/mlsserver.md lists them).
 const (
-	defaultServerName      = "localhost"
-	defaultListen          = "localhost:8008"
-	defaultDataDir         = "mlsserver-data"
-	defaultDBFile          = "mlsserver.db"
-	defaultKeyFile         = "signing.key"
-	defaultLogLevel        = "info"
-	defaultRatePerSecond   = 20
-	defaultRateBurst       = 100
-	defaultShutdownTimeout = 10 * time.Second
+	defaultServerName       = "localhost"
+	defaultListen           = "localhost:8008"
+	defaultDataDir          = "mlsserver-data"
+	defaultDBFile           = "mlsserver.db"
+	defaultKeyFile          = "signing.key"
+	defaultLogLevel         = "info"
+	defaultRatePerSecond    = 20
+	defaultRateBurst        = 100
+	defaultShutdownTimeout  = 10 * time.Second
+	defaultFederationListen = ":8448"
 )
 
 // config is every setting of the server. The YAML file (--config) and the
 // flags set the same fields; flags win.
 type config struct {
-	ServerName      string          `yaml:"server_name"`
-	Listen          string          `yaml:"listen"`
-	DataDir         string          `yaml:"data_dir"`
-	Database        string          `yaml:"database"`
-	SigningKey      string          `yaml:"signing_key"`
-	TLSCert         string          `yaml:"tls_cert"`
-	TLSKey          string          `yaml:"tls_key"`
-	Registration    bool            `yaml:"registration"`
-	LogLevel        string          `yaml:"log_level"`
-	BaseURL         string          `yaml:"base_url"`
-	RateLimit       rateLimitConfig `yaml:"rate_limit"`
-	ShutdownTimeout time.Duration   `yaml:"shutdown_timeout"`
+	ServerName      string           `yaml:"server_name"`
+	Listen          string           `yaml:"listen"`
+	DataDir         string           `yaml:"data_dir"`
+	Database        string           `yaml:"database"`
+	SigningKey      string           `yaml:"signing_key"`
+	TLSCert         string           `yaml:"tls_cert"`
+	TLSKey          string           `yaml:"tls_key"`
+	Registration    bool             `yaml:"registration"`
+	LogLevel        string           `yaml:"log_level"`
+	BaseURL         string           `yaml:"base_url"`
+	RateLimit       rateLimitConfig  `yaml:"rate_limit"`
+	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
+	Federation      federationConfig `yaml:"federation"`
 
 	// level is LogLevel parsed by validate.
 	level slog.Level
@@ -58,6 +61,21 @@ type rateLimitConfig struct {
 	Enabled   bool    `yaml:"enabled"`
 	PerSecond float64 `yaml:"per_second"`
 	Burst     int     `yaml:"burst"`
+}
+
+// federationConfig is the server-server API: its own HTTPS listener and
+// the outbound requests to other servers.
+type federationConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Resolve pins server names to "host:port" addresses (tests, private
+	// networks); other names are resolved as the Matrix spec says.
+	Resolve map[string]string `yaml:"resolve"`
+	// TrustCA is a PEM file of CA certificates trusted for outbound
+	// requests besides the system roots.
+	TrustCA string `yaml:"trust_ca"`
 }
 
 // defaultConfig returns the settings used when neither file nor flag sets
@@ -72,6 +90,7 @@ func defaultConfig() config {
 		LogLevel:        defaultLogLevel,
 		RateLimit:       rateLimitConfig{Enabled: true, PerSecond: defaultRatePerSecond, Burst: defaultRateBurst},
 		ShutdownTimeout: defaultShutdownTimeout,
+		Federation:      federationConfig{Listen: defaultFederationListen},
 	}
 }
 
@@ -118,6 +137,33 @@ type flagValues struct {
 	ratePerSecond                                                                         float64
 	rateBurst                                                                             int
 	shutdownTimeout                                                                       time.Duration
+	federation                                                                            bool
+	fedListen, fedTLSCert, fedTLSKey, fedTrustCA                                          string
+	fedResolve                                                                            resolveFlag
+}
+
+// resolveFlag is --federation-resolve name=host:port, repeatable.
+type resolveFlag map[string]string
+
+func (r resolveFlag) String() string {
+	parts := make([]string, 0, len(r))
+	for name, addr := range r {
+		parts = append(parts, name+"="+addr)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (r resolveFlag) Set(v string) error {
+	name, addr, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("federation.resolve %q: want name=host:port", v)
+	}
+	if err := validResolve(name, addr); err != nil {
+		return err
+	}
+	r[name] = addr
+	return nil
 }
 
 // newFlagSet declares the flags of mlsserver into fv.
@@ -140,6 +186,13 @@ func newFlagSet(fv *flagValues, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&fv.ratePerSecond, "rate-limit-per-second", d.RateLimit.PerSecond, "requests per second per device, sustained")
 	fs.IntVar(&fv.rateBurst, "rate-limit-burst", d.RateLimit.Burst, "requests per device in a burst")
 	fs.DurationVar(&fv.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long requests in flight may take to finish at shutdown")
+	fs.BoolVar(&fv.federation, "federation", d.Federation.Enabled, "serve the federation API and federate with other servers (needs --federation-tls-cert and --federation-tls-key)")
+	fs.StringVar(&fv.fedListen, "federation-listen", d.Federation.Listen, "`address` (host:port) to serve the federation API on, HTTPS only")
+	fs.StringVar(&fv.fedTLSCert, "federation-tls-cert", "", "PEM certificate chain `file` of the federation listener")
+	fs.StringVar(&fv.fedTLSKey, "federation-tls-key", "", "PEM private key `file` of --federation-tls-cert")
+	fv.fedResolve = resolveFlag{}
+	fs.Var(fv.fedResolve, "federation-resolve", "`name=host:port`: reach server name at host:port (repeatable; tests and private networks)")
+	fs.StringVar(&fv.fedTrustCA, "federation-trust-ca", "", "PEM `file` of CA certificates trusted for outbound federation besides the system roots")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mlsserver [flags]\n\nThe mlsmode reference homeserver (docs/mlsserver.md).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -185,6 +238,22 @@ func loadConfig(args []string, out io.Writer) (config, error) {
 		"rate-limit-per-second": func() { cfg.RateLimit.PerSecond = fv.ratePerSecond },
 		"rate-limit-burst":      func() { cfg.RateLimit.Burst = fv.rateBurst },
 		"shutdown-timeout":      func() { cfg.ShutdownTimeout = fv.shutdownTimeout },
+		"federation":            func() { cfg.Federation.Enabled = fv.federation },
+		"federation-listen":     func() { cfg.Federation.Listen = fv.fedListen },
+		"federation-tls-cert":   func() { cfg.Federation.TLSCert = fv.fedTLSCert },
+		"federation-tls-key":    func() { cfg.Federation.TLSKey = fv.fedTLSKey },
+		"federation-trust-ca":   func() { cfg.Federation.TrustCA = fv.fedTrustCA },
+		"federation-resolve": func() {
+			// Flag entries lay over the file's, name by name.
+			merged := make(map[string]string, len(cfg.Federation.Resolve)+len(fv.fedResolve))
+			for name, addr := range cfg.Federation.Resolve {
+				merged[name] = addr
+			}
+			for name, addr := range fv.fedResolve {
+				merged[name] = addr
+			}
+			cfg.Federation.Resolve = merged
+		},
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if apply := set[f.Name]; apply != nil {
@@ -305,6 +374,47 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown_timeout %v: must be above 0", c.ShutdownTimeout)
+	}
+	return c.Federation.validate()
+}
+
+// validate checks the federation section. Resolve entries are checked
+// even when federation is off; the listener's settings only when on.
+func (f *federationConfig) validate() error {
+	names := make([]string, 0, len(f.Resolve))
+	for name := range f.Resolve {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := validResolve(name, f.Resolve[name]); err != nil {
+			return err
+		}
+	}
+	if !f.Enabled {
+		return nil
+	}
+	if err := validListen(f.Listen); err != nil {
+		return fmt.Errorf("federation.listen %q: %w", f.Listen, err)
+	}
+	if f.TLSCert == "" || f.TLSKey == "" {
+		return errors.New("federation.tls_cert and federation.tls_key: both required when federation.enabled (federation is HTTPS only)")
+	}
+	return nil
+}
+
+// validResolve checks one federation.resolve entry: a server name and the
+// host:port to reach it at.
+func validResolve(name, addr string) error {
+	if err := fedmap.ValidServerName(name); err != nil {
+		return fmt.Errorf("federation.resolve %q: %w", name, err)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("federation.resolve %s=%q: not host:port: %w", name, addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+		return fmt.Errorf("federation.resolve %s=%q: want host:port with a port in 1-65535", name, addr)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +31,9 @@ func TestConfigDefaults(t *testing.T) {
 		ServerName: "localhost", Listen: "localhost:8008", DataDir: "mlsserver-data", Registration: true,
 		LogLevel: "info", RateLimit: rateLimitConfig{Enabled: true, PerSecond: 20, Burst: 100},
 		ShutdownTimeout: 10 * time.Second, level: slog.LevelInfo,
+		Federation: federationConfig{Enabled: false, Listen: ":8448"},
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
 	if got, want := cfg.databaseDSN(), filepath.Join("mlsserver-data", "mlsserver.db"); got != want {
@@ -58,6 +60,15 @@ rate_limit:
   per_second: 5.5
   burst: 7
 shutdown_timeout: 45s
+federation:
+  enabled: true
+  listen: "0.0.0.0:8449"
+  tls_cert: /etc/mlsserver/fed-cert.pem
+  tls_key: /etc/mlsserver/fed-key.pem
+  resolve:
+    b.test: "127.0.0.1:9001"
+    c.test: "10.0.0.3:8448"
+  trust_ca: /etc/mlsserver/ca.pem
 `
 
 func TestConfigFile(t *testing.T) {
@@ -73,8 +84,12 @@ func TestConfigFile(t *testing.T) {
 		LogLevel: "debug", BaseURL: "https://matrix.example.org",
 		RateLimit:       rateLimitConfig{Enabled: true, PerSecond: 5.5, Burst: 7},
 		ShutdownTimeout: 45 * time.Second, level: slog.LevelDebug,
+		Federation: federationConfig{Enabled: true, Listen: "0.0.0.0:8449",
+			TLSCert: "/etc/mlsserver/fed-cert.pem", TLSKey: "/etc/mlsserver/fed-key.pem",
+			Resolve: map[string]string{"b.test": "127.0.0.1:9001", "c.test": "10.0.0.3:8448"},
+			TrustCA: "/etc/mlsserver/ca.pem"},
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("from file:\n got %+v\nwant %+v", cfg, want)
 	}
 	if cfg.usesDataDir() {
@@ -87,7 +102,8 @@ func TestConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ServerName != "a.test" || cfg.Listen != defaultListen || !cfg.Registration || !cfg.RateLimit.Enabled {
+	if cfg.ServerName != "a.test" || cfg.Listen != defaultListen || !cfg.Registration || !cfg.RateLimit.Enabled ||
+		cfg.Federation.Enabled || cfg.Federation.Listen != defaultFederationListen {
 		t.Errorf("partial file: %+v", cfg)
 	}
 
@@ -113,6 +129,33 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 	// Settings no flag named keep the file's value, not the flag default.
 	if cfg.DataDir != "/var/lib/mlsserver" || cfg.BaseURL != "https://matrix.example.org" || cfg.RateLimit.Burst != 7 {
 		t.Errorf("file settings lost: %+v", cfg)
+	}
+
+	// The federation flags: each overrides its key; --federation-resolve
+	// entries lay over the file's, name by name.
+	cfg, err = loadConfig([]string{
+		"--config", p, "--federation=false", "--federation-listen", "127.0.0.1:0",
+		"--federation-tls-cert", "c.pem", "--federation-tls-key", "k.pem", "--federation-trust-ca", "ca.pem",
+		"--federation-resolve", "b.test=127.0.0.1:9002", "--federation-resolve", "d.test=[::1]:9003",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := federationConfig{Enabled: false, Listen: "127.0.0.1:0", TLSCert: "c.pem", TLSKey: "k.pem", TrustCA: "ca.pem",
+		Resolve: map[string]string{"b.test": "127.0.0.1:9002", "c.test": "10.0.0.3:8448", "d.test": "[::1]:9003"}}
+	if !reflect.DeepEqual(cfg.Federation, want) {
+		t.Errorf("federation flags:\n got %+v\nwant %+v", cfg.Federation, want)
+	}
+	// Flags alone turn federation on.
+	cfg, err = loadConfig([]string{"--federation", "--federation-tls-cert", "c.pem", "--federation-tls-key", "k.pem",
+		"--federation-resolve", "a.test=localhost:8448"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = federationConfig{Enabled: true, Listen: ":8448", TLSCert: "c.pem", TLSKey: "k.pem",
+		Resolve: map[string]string{"a.test": "localhost:8448"}}
+	if !reflect.DeepEqual(cfg.Federation, want) {
+		t.Errorf("federation flags without a file:\n got %+v\nwant %+v", cfg.Federation, want)
 	}
 }
 
@@ -143,6 +186,16 @@ func TestConfigRefused(t *testing.T) {
 		{name: "missing config file", args: []string{"--config", "/nonexistent/mlsserver.yaml"}, want: "config file"},
 		{name: "unknown flag", args: []string{"--colour"}, want: "colour", usage: true},
 		{name: "argument", args: []string{"serve"}, want: "serve", usage: true},
+		{name: "federation without cert and key", args: []string{"--federation"}, want: "federation.tls_cert"},
+		{name: "federation without key", yaml: "federation:\n  enabled: true\n  tls_cert: c.pem\n", want: "federation.tls_key"},
+		{name: "bad federation listen", args: []string{"--federation", "--federation-tls-cert", "c", "--federation-tls-key", "k",
+			"--federation-listen", "8448"}, want: "federation.listen"},
+		{name: "resolve flag without =", args: []string{"--federation-resolve", "b.test"}, want: "federation.resolve", usage: true},
+		{name: "resolve flag without port", args: []string{"--federation-resolve", "b.test=127.0.0.1"}, want: "federation.resolve", usage: true},
+		{name: "resolve flag bad name", args: []string{"--federation-resolve", "b test=127.0.0.1:1"}, want: "federation.resolve", usage: true},
+		{name: "resolve in file bad port", yaml: "federation:\n  resolve:\n    b.test: \"127.0.0.1:0\"\n", want: "federation.resolve b.test"},
+		{name: "resolve in file not a map", yaml: "federation:\n  resolve: b.test\n", want: "federation.resolve"},
+		{name: "unknown federation key", yaml: "federation:\n  port: 8448\n", want: "port"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -172,7 +225,8 @@ func TestConfigHelp(t *testing.T) {
 	}
 	for _, f := range []string{"-server-name", "-listen", "-data-dir", "-database", "-signing-key", "-tls-cert",
 		"-tls-key", "-registration", "-log-level", "-base-url", "-rate-limit", "-rate-limit-per-second",
-		"-rate-limit-burst", "-shutdown-timeout", "-config"} {
+		"-rate-limit-burst", "-shutdown-timeout", "-config", "-federation", "-federation-listen", "-federation-tls-cert",
+		"-federation-tls-key", "-federation-resolve", "-federation-trust-ca"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("usage does not list %s", f)
 		}

@@ -1,10 +1,11 @@
 // Command mlsserver is the mlsmode reference homeserver: the Matrix
 // client-server API of MLS rooms (package clientapi over roomserver and
-// userapi) on embedded SQLite or PostgreSQL. With no flags it serves
-// http://localhost:8008 with its database and signing key in
-// ./mlsserver-data/. docs/mlsserver.md describes every setting (flags or a
-// YAML file), TLS, running two processes on one PostgreSQL database,
-// signals, GET /health and the logs.
+// userapi) on embedded SQLite or PostgreSQL and, with --federation, the
+// server-server API (package federation) on its own HTTPS listener. With
+// no flags it serves http://localhost:8008 with its database and signing
+// key in ./mlsserver-data/. docs/mlsserver.md describes every setting (flags or a
+// YAML file), TLS, federation, running two processes on one PostgreSQL
+// database, signals, GET /health and the logs.
 package main
 
 import (

@@ -57,8 +57,12 @@ func (s *syncBuffer) String() string {
 
 // testServer is run() in this process.
 type testServer struct {
-	t      *testing.T
-	addr   string
+	t    *testing.T
+	addr string
+	// fedAddr is the federation listener's address, "" without federation.
+	fedAddr string
+	// dir is the server's data dir.
+	dir    string
 	url    string
 	client *http.Client
 	logs   *syncBuffer
@@ -74,12 +78,13 @@ func startServer(t *testing.T, dataDir string, args ...string) *testServer {
 	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "debug", "--rate-limit=false"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &testServer{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1),
+	s := &testServer{t: t, dir: dataDir, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second}}
-	ready := make(chan string, 1)
+	ready := make(chan addresses, 1)
 	go func() { s.done <- run(ctx, all, io.Discard, s.logs, ready) }()
 	select {
-	case s.addr = <-ready:
+	case a := <-ready:
+		s.addr, s.fedAddr = a.Client, a.Federation
 	case err := <-s.done:
 		cancel()
 		t.Fatalf("server did not start: %v\nlogs:\n%s", err, s.logs)
@@ -287,7 +292,7 @@ func TestServeMalformedKeyRefused(t *testing.T) {
 	if err := os.WriteFile(key, []byte("ed25519 a_1 not-a-key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
+	ready := make(chan addresses, 1)
 	err := run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir}, io.Discard, io.Discard, ready)
 	if err == nil || !strings.Contains(err.Error(), key) {
 		t.Fatalf("run with a malformed key: %v, want an error naming %s", err, key)
