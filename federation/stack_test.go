@@ -30,6 +30,7 @@ import (
 // outbound queue.
 type homeserver struct {
 	name   string
+	key    ed25519.PrivateKey
 	db     storage.Database
 	rooms  *roomserver.Server
 	users  *userapi.Service
@@ -79,7 +80,7 @@ func newStack(t *testing.T, names ...string) map[string]*homeserver {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := &homeserver{name: name, db: db, url: urls[name], client: hc}
+		hs := &homeserver{name: name, key: key, db: db, url: urls[name], client: hc}
 		if hs.fed, err = federation.New(federation.Config{ServerName: name, KeyID: testKeyID, PrivateKey: key, Store: db,
 			Transport: transport, Resolve: resolve}); err != nil {
 			t.Fatal(err)
