@@ -8,5 +8,10 @@
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable); each makes a
 // fresh schema and drops it. The federation test runs two servers with
 // their own SQLite databases and a self-signed certificate made by the
-// test. Their MLS clients are internal/testclient.
+// test. The federation harness (fedharness_test.go) runs several servers
+// with such a certificate, each link between two of them through a TCP
+// proxy the test can cut, processes it can stop, kill and restart on their
+// data dirs, and one virtual clock (--clock-speed, --clock-start) so that
+// the commit queue's 5-minute windows take seconds. Their MLS clients are
+// internal/testclient.
 package e2e

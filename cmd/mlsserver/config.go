@@ -51,6 +51,8 @@ type config struct {
 	RateLimit       rateLimitConfig  `yaml:"rate_limit"`
 	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
 	Federation      federationConfig `yaml:"federation"`
+	// Clock changes the server's time, for tests only.
+	Clock clockConfig `yaml:"clock"`
 
 	// level is LogLevel parsed by validate.
 	level slog.Level
@@ -78,6 +80,48 @@ type federationConfig struct {
 	TrustCA string `yaml:"trust_ca"`
 }
 
+// clockConfig sets the server's clock, for tests only (docs/mlsserver.md):
+// the time the server reads is Offset plus the real time, running Speed
+// times as fast from Start.
+type clockConfig struct {
+	// Offset is added to the real time.
+	Offset time.Duration `yaml:"offset"`
+	// Speed is how many seconds of server time pass in a real second
+	// (default 1).
+	Speed float64 `yaml:"speed"`
+	// Start (RFC 3339) is the real instant the speed counts from; empty
+	// means when the server starts. Processes that must agree on the
+	// time (several servers, or one restarted) need the same Start.
+	Start string `yaml:"start"`
+
+	// start is Start parsed by validate.
+	start time.Time
+}
+
+// maxClockSpeed bounds clock.speed: one real second is at most a virtual
+// day.
+const maxClockSpeed = 86400
+
+// changed reports whether the clock settings differ from the system
+// clock.
+func (c clockConfig) changed() bool { return c.Offset != 0 || c.Speed != 1 }
+
+// validate checks the clock section and parses Start.
+func (c *clockConfig) validate() error {
+	if !(c.Speed > 0) || c.Speed > maxClockSpeed {
+		return fmt.Errorf("clock.speed %v: must be above 0 and at most %d", c.Speed, maxClockSpeed)
+	}
+	c.start = time.Time{}
+	if c.Start != "" {
+		t, err := time.Parse(time.RFC3339Nano, c.Start)
+		if err != nil {
+			return fmt.Errorf("clock.start %q: not an RFC 3339 time: %w", c.Start, err)
+		}
+		c.start = t
+	}
+	return nil
+}
+
 // defaultConfig returns the settings used when neither file nor flag sets
 // them. Database and SigningKey stay empty: they default to files in
 // DataDir (see databaseDSN and signingKeyPath).
@@ -91,6 +135,7 @@ func defaultConfig() config {
 		RateLimit:       rateLimitConfig{Enabled: true, PerSecond: defaultRatePerSecond, Burst: defaultRateBurst},
 		ShutdownTimeout: defaultShutdownTimeout,
 		Federation:      federationConfig{Listen: defaultFederationListen},
+		Clock:           clockConfig{Speed: 1},
 	}
 }
 
@@ -140,6 +185,9 @@ type flagValues struct {
 	federation                                                                            bool
 	fedListen, fedTLSCert, fedTLSKey, fedTrustCA                                          string
 	fedResolve                                                                            resolveFlag
+	clockOffset                                                                           time.Duration
+	clockSpeed                                                                            float64
+	clockStart                                                                            string
 }
 
 // resolveFlag is --federation-resolve name=host:port, repeatable.
@@ -193,6 +241,9 @@ func newFlagSet(fv *flagValues, out io.Writer) *flag.FlagSet {
 	fv.fedResolve = resolveFlag{}
 	fs.Var(fv.fedResolve, "federation-resolve", "`name=host:port`: reach server name at host:port (repeatable; tests and private networks)")
 	fs.StringVar(&fv.fedTrustCA, "federation-trust-ca", "", "PEM `file` of CA certificates trusted for outbound federation besides the system roots")
+	fs.DurationVar(&fv.clockOffset, "clock-offset", d.Clock.Offset, "tests only: `duration` added to the real time (the server's clock)")
+	fs.Float64Var(&fv.clockSpeed, "clock-speed", d.Clock.Speed, "tests only: seconds of server time per real second (60: a real second is a minute)")
+	fs.StringVar(&fv.clockStart, "clock-start", "", "tests only: RFC 3339 `time` the clock speed counts from (default: the server's start)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mlsserver [flags]\n\nThe mlsmode reference homeserver (docs/mlsserver.md).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -243,6 +294,9 @@ func loadConfig(args []string, out io.Writer) (config, error) {
 		"federation-tls-cert":   func() { cfg.Federation.TLSCert = fv.fedTLSCert },
 		"federation-tls-key":    func() { cfg.Federation.TLSKey = fv.fedTLSKey },
 		"federation-trust-ca":   func() { cfg.Federation.TrustCA = fv.fedTrustCA },
+		"clock-offset":          func() { cfg.Clock.Offset = fv.clockOffset },
+		"clock-speed":           func() { cfg.Clock.Speed = fv.clockSpeed },
+		"clock-start":           func() { cfg.Clock.Start = fv.clockStart },
 		"federation-resolve": func() {
 			// Flag entries lay over the file's, name by name.
 			merged := make(map[string]string, len(cfg.Federation.Resolve)+len(fv.fedResolve))
@@ -374,6 +428,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown_timeout %v: must be above 0", c.ShutdownTimeout)
+	}
+	if err := c.Clock.validate(); err != nil {
+		return err
 	}
 	return c.Federation.validate()
 }

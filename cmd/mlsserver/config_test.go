@@ -32,6 +32,7 @@ func TestConfigDefaults(t *testing.T) {
 		LogLevel: "info", RateLimit: rateLimitConfig{Enabled: true, PerSecond: 20, Burst: 100},
 		ShutdownTimeout: 10 * time.Second, level: slog.LevelInfo,
 		Federation: federationConfig{Enabled: false, Listen: ":8448"},
+		Clock:      clockConfig{Speed: 1},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -69,6 +70,10 @@ federation:
     b.test: "127.0.0.1:9001"
     c.test: "10.0.0.3:8448"
   trust_ca: /etc/mlsserver/ca.pem
+clock:
+  offset: -90m
+  speed: 60
+  start: "2026-11-22T10:00:00.5Z"
 `
 
 func TestConfigFile(t *testing.T) {
@@ -88,6 +93,8 @@ func TestConfigFile(t *testing.T) {
 			TLSCert: "/etc/mlsserver/fed-cert.pem", TLSKey: "/etc/mlsserver/fed-key.pem",
 			Resolve: map[string]string{"b.test": "127.0.0.1:9001", "c.test": "10.0.0.3:8448"},
 			TrustCA: "/etc/mlsserver/ca.pem"},
+		Clock: clockConfig{Offset: -90 * time.Minute, Speed: 60, Start: "2026-11-22T10:00:00.5Z",
+			start: time.Date(2026, 11, 22, 10, 0, 0, 5e8, time.UTC)},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("from file:\n got %+v\nwant %+v", cfg, want)
@@ -103,7 +110,7 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.ServerName != "a.test" || cfg.Listen != defaultListen || !cfg.Registration || !cfg.RateLimit.Enabled ||
-		cfg.Federation.Enabled || cfg.Federation.Listen != defaultFederationListen {
+		cfg.Federation.Enabled || cfg.Federation.Listen != defaultFederationListen || cfg.Clock != (clockConfig{Speed: 1}) {
 		t.Errorf("partial file: %+v", cfg)
 	}
 
@@ -159,6 +166,40 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 	}
 }
 
+func TestConfigClockFlags(t *testing.T) {
+	p := writeFile(t, "c.yaml", fullYAML)
+	// Each clock flag overrides its key; the others keep the file's.
+	cfg, err := loadConfig([]string{"--config", p, "--clock-speed", "120"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := clockConfig{Offset: -90 * time.Minute, Speed: 120, Start: "2026-11-22T10:00:00.5Z",
+		start: time.Date(2026, 11, 22, 10, 0, 0, 5e8, time.UTC)}
+	if cfg.Clock != want {
+		t.Errorf("--clock-speed over the file:\n got %+v\nwant %+v", cfg.Clock, want)
+	}
+	cfg, err = loadConfig([]string{"--clock-offset", "2h30m", "--clock-start", "2026-11-23T00:00:00+01:00"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = clockConfig{Offset: 150 * time.Minute, Speed: 1, Start: "2026-11-23T00:00:00+01:00",
+		start: time.Date(2026, 11, 22, 23, 0, 0, 0, time.UTC)}
+	if cfg.Clock.Offset != want.Offset || cfg.Clock.Speed != 1 || !cfg.Clock.start.Equal(want.start) {
+		t.Errorf("clock flags without a file:\n got %+v\nwant %+v", cfg.Clock, want)
+	}
+	if !cfg.Clock.changed() {
+		t.Error("an offset of 2h30m does not count as a changed clock")
+	}
+	// A start alone does not change the clock.
+	cfg, err = loadConfig([]string{"--clock-start", "2026-11-23T00:00:00Z"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Clock.changed() {
+		t.Errorf("clock %+v counts as changed", cfg.Clock)
+	}
+}
+
 func TestConfigRefused(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -196,6 +237,14 @@ func TestConfigRefused(t *testing.T) {
 		{name: "resolve in file bad port", yaml: "federation:\n  resolve:\n    b.test: \"127.0.0.1:0\"\n", want: "federation.resolve b.test"},
 		{name: "resolve in file not a map", yaml: "federation:\n  resolve: b.test\n", want: "federation.resolve"},
 		{name: "unknown federation key", yaml: "federation:\n  port: 8448\n", want: "port"},
+		{name: "zero clock speed", args: []string{"--clock-speed", "0"}, want: "clock.speed"},
+		{name: "negative clock speed", yaml: "clock:\n  speed: -2\n", want: "clock.speed"},
+		{name: "clock speed NaN", args: []string{"--clock-speed", "NaN"}, want: "clock.speed"},
+		{name: "clock speed too high", args: []string{"--clock-speed", "1e6"}, want: "clock.speed"},
+		{name: "clock offset not a duration", yaml: "clock:\n  offset: 5\n", want: "clock.offset"},
+		{name: "clock offset flag not a duration", args: []string{"--clock-offset", "soon"}, want: "clock-offset", usage: true},
+		{name: "clock start not RFC 3339", args: []string{"--clock-start", "yesterday"}, want: "clock.start"},
+		{name: "unknown clock key", yaml: "clock:\n  rate: 2\n", want: "rate"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -226,7 +275,7 @@ func TestConfigHelp(t *testing.T) {
 	for _, f := range []string{"-server-name", "-listen", "-data-dir", "-database", "-signing-key", "-tls-cert",
 		"-tls-key", "-registration", "-log-level", "-base-url", "-rate-limit", "-rate-limit-per-second",
 		"-rate-limit-burst", "-shutdown-timeout", "-config", "-federation", "-federation-listen", "-federation-tls-cert",
-		"-federation-tls-key", "-federation-resolve", "-federation-trust-ca"} {
+		"-federation-tls-key", "-federation-resolve", "-federation-trust-ca", "-clock-offset", "-clock-speed", "-clock-start"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("usage does not list %s", f)
 		}

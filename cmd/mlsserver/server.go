@@ -57,6 +57,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.level}))
+	clock := newClock(cfg.Clock)
+	if cfg.Clock.changed() {
+		log.Warn("clock changed by the clock settings: for tests only, never in production",
+			"offset", cfg.Clock.Offset, "speed", cfg.Clock.Speed, "start", cfg.Clock.Start,
+			"now", clock.Now().UTC().Format(time.RFC3339Nano))
+	}
 
 	var cert tls.Certificate
 	if cfg.TLSCert != "" {
@@ -111,11 +117,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 
 	roomsCfg := roomserver.Config{
 		ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.Priv, Store: db,
-		Logger: log.With("component", "roomserver"),
+		Logger: log.With("component", "roomserver"), Clock: clock,
+	}
+	if cfg.Clock.Speed > 1 {
+		// The commit queue's full scan stays about once a real second
+		// (its default); windows are timed to the due time anyway.
+		roomsCfg.QueuePollInterval = time.Duration(cfg.Clock.Speed * float64(time.Second))
 	}
 	usersCfg := userapi.Config{
 		ServerName: cfg.ServerName, Store: db, RegistrationDisabled: !cfg.Registration,
-		Logger: log.With("component", "userapi"),
+		Logger: log.With("component", "userapi"), Clock: clock.Now,
 	}
 	// Federation: the API first, the outbound queue on its client, then
 	// the room and user logic reach other servers through both.
@@ -125,14 +136,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		fed, err = federation.New(federation.Config{
 			ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.Priv, Store: db,
 			Transport: fedTLS.transport, Resolve: cfg.Federation.Resolve,
-			Logger: log.With("component", "federation"),
+			Logger: log.With("component", "federation"), Clock: clock.Now,
 		})
 		if err != nil {
 			return err
 		}
 		outbound, err = sender.New(sender.Config{
 			ServerName: cfg.ServerName, Store: db, Transport: fed.Client(),
-			Logger: log.With("component", "sender"),
+			Logger: log.With("component", "sender"), Clock: clock,
 		})
 		if err != nil {
 			return err
@@ -155,7 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	api, err := clientapi.New(clientapi.Config{
 		ServerName: cfg.ServerName, Rooms: rooms, Users: users, BaseURL: cfg.BaseURL,
 		RateLimit: clientapi.RateLimit{Disabled: !cfg.RateLimit.Enabled, PerSecond: cfg.RateLimit.PerSecond, Burst: cfg.RateLimit.Burst},
-		Logger:    log.With("component", "clientapi"),
+		Logger:    log.With("component", "clientapi"), Clock: clock.Now,
 	})
 	if err != nil {
 		return err

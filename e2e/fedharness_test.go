@@ -1,0 +1,444 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mlsmode/mlsmode/internal/testclient"
+)
+
+// fedHarness runs several federating mlsserver processes on 127.0.0.1,
+// each with its own SQLite data dir, sharing one self-signed certificate
+// (trusted through --federation-trust-ca) and one virtual clock
+// (--clock-speed, --clock-start). Every server reaches every other through
+// a TCP proxy of the harness, one per (from, to) link, named in its
+// --federation-resolve: Block cuts links. Servers keep their ports and
+// data dirs across Stop, Kill and Restart. t.Cleanup kills what runs.
+type fedHarness struct {
+	t       *testing.T
+	bin     string
+	dir     string
+	cert    string // certificate file, also the trusted CA
+	key     string
+	speed   float64
+	start   string // --clock-start, shared by all servers and restarts
+	servers map[string]*fedServer
+	names   []string
+	links   map[[2]string]*linkProxy // by {from, to}
+	// hc trusts the certificate (direct requests to federation
+	// listeners).
+	hc *http.Client
+}
+
+// fedServer is one server name of the harness.
+type fedServer struct {
+	name       string
+	dataDir    string
+	clientAddr string // 127.0.0.1:port of the client API, kept on restart
+	fedAddr    string // 127.0.0.1:port of the federation listener
+	// URL is the client API's base URL.
+	URL  string
+	proc *process // nil while stopped
+}
+
+// newFedHarness starts one server per name (names like "a.test") with
+// clock speed speed (1: real time).
+func newFedHarness(t *testing.T, speed float64, names ...string) *fedHarness {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key := writeFederationCert(t, dir, names...)
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	h := &fedHarness{
+		t: t, bin: buildServer(t), dir: dir, cert: cert, key: key, speed: speed,
+		start:   time.Now().UTC().Format(time.RFC3339Nano),
+		servers: map[string]*fedServer{}, names: names, links: map[[2]string]*linkProxy{},
+		hc: &http.Client{Timeout: 10 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
+	}
+	for _, n := range names {
+		h.servers[n] = &fedServer{name: n, dataDir: filepath.Join(dir, n), clientAddr: freeAddr(t), fedAddr: freeAddr(t)}
+		h.servers[n].URL = "http://" + h.servers[n].clientAddr
+	}
+	for _, from := range names {
+		for _, to := range names {
+			if from != to {
+				h.links[[2]string{from, to}] = startLinkProxy(t, h.servers[to].fedAddr)
+			}
+		}
+	}
+	for _, n := range names {
+		h.launch(n)
+	}
+	return h
+}
+
+// server returns the named server, failing the test for unknown names.
+func (h *fedHarness) server(name string) *fedServer {
+	h.t.Helper()
+	s := h.servers[name]
+	if s == nil {
+		h.t.Fatalf("harness: no server %q", name)
+	}
+	return s
+}
+
+// args are name's command line: its ports, data dir, the certificate,
+// the clock, and every other server resolved to the link proxy from name.
+func (h *fedHarness) args(name string) []string {
+	s := h.servers[name]
+	args := []string{"--server-name", name, "--listen", s.clientAddr, "--data-dir", s.dataDir,
+		"--federation", "--federation-listen", s.fedAddr,
+		"--federation-tls-cert", h.cert, "--federation-tls-key", h.key, "--federation-trust-ca", h.cert,
+		"--clock-speed", strconv.FormatFloat(h.speed, 'g', -1, 64), "--clock-start", h.start}
+	for _, to := range h.names {
+		if to != name {
+			args = append(args, "--federation-resolve", to+"="+h.links[[2]string{name, to}].addr)
+		}
+	}
+	return args
+}
+
+// launch starts name's process and waits until its federation listener
+// answers with its key.
+func (h *fedHarness) launch(name string) {
+	h.t.Helper()
+	s := h.servers[name]
+	s.proc = startProcess(h.t, h.bin, name, h.args(name)...)
+	if s.proc.url != s.URL {
+		h.t.Fatalf("%s serves the client API on %s, want %s", name, s.proc.url, s.URL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := h.hc.Get("https://" + s.fedAddr + "/_matrix/key/v2/server")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: federation listener %s does not serve its key: %v", name, s.fedAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends name SIGTERM and waits for a clean exit (status 0, storage
+// closed).
+func (h *fedHarness) Stop(name string) {
+	h.t.Helper()
+	s := h.server(name)
+	if s.proc == nil {
+		h.t.Fatalf("harness: %s is not running", name)
+	}
+	s.proc.stop()
+	s.proc = nil
+}
+
+// Kill sends name SIGKILL and waits for it to exit.
+func (h *fedHarness) Kill(name string) {
+	h.t.Helper()
+	s := h.server(name)
+	if s.proc == nil {
+		h.t.Fatalf("harness: %s is not running", name)
+	}
+	if err := s.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		h.t.Fatalf("killing %s: %v", name, err)
+	}
+	select {
+	case <-s.proc.exited:
+	case <-time.After(10 * time.Second):
+		h.t.Fatalf("%s did not exit within 10 s of SIGKILL", name)
+	}
+	s.proc = nil
+}
+
+// Restart starts a stopped or killed server again: same data dir, same
+// ports, same clock.
+func (h *fedHarness) Restart(name string) {
+	h.t.Helper()
+	s := h.server(name)
+	if s.proc != nil {
+		h.t.Fatalf("harness: %s is still running", name)
+	}
+	h.launch(name)
+}
+
+// Block cuts the link from server from to server to: connections from's
+// federation requests open to to are closed, new ones are closed at once.
+// from "" cuts every link to to.
+func (h *fedHarness) Block(from, to string) { h.setBlocked(from, to, true) }
+
+// Unblock restores what Block cut.
+func (h *fedHarness) Unblock(from, to string) { h.setBlocked(from, to, false) }
+
+func (h *fedHarness) setBlocked(from, to string, blocked bool) {
+	h.t.Helper()
+	h.server(to)
+	n := 0
+	for k, l := range h.links {
+		if k[1] == to && (from == "" || k[0] == from) {
+			l.setBlocked(blocked)
+			n++
+		}
+	}
+	if n == 0 {
+		h.t.Fatalf("harness: no link %q -> %q", from, to)
+	}
+}
+
+// User registers name on server and returns its MLS client.
+func (h *fedHarness) User(server, name string) *testclient.Client {
+	h.t.Helper()
+	return testclient.New(h.t, h.server(server).URL, httpClient, name)
+}
+
+// linkProxy forwards TCP connections to a server's federation listener
+// unless blocked.
+type linkProxy struct {
+	addr   string
+	target string
+	ln     net.Listener
+
+	mu      sync.Mutex
+	blocked bool
+	conns   map[net.Conn]struct{}
+	// accepted and refused count connections, for the harness's own test.
+	accepted, refused int
+}
+
+// startLinkProxy listens on 127.0.0.1 and forwards to target until the
+// test ends.
+func startLinkProxy(t *testing.T, target string) *linkProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &linkProxy{addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go l.serve(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		l.setBlocked(true) // closes the connections still open
+	})
+	return l
+}
+
+// serve forwards one connection, or closes it if the link is blocked or
+// the target does not answer.
+func (l *linkProxy) serve(in net.Conn) {
+	if !l.track(in) {
+		in.Close()
+		return
+	}
+	defer l.untrack(in)
+	out, err := net.DialTimeout("tcp", l.target, 5*time.Second)
+	if err != nil {
+		in.Close()
+		return
+	}
+	if !l.track(out) {
+		in.Close()
+		out.Close()
+		return
+	}
+	defer l.untrack(out)
+	var wg sync.WaitGroup
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		// Either side ending ends both: a half-closed TLS connection is
+		// of no use.
+		dst.Close()
+		src.Close()
+	}
+	wg.Go(func() { pipe(out, in) })
+	wg.Go(func() { pipe(in, out) })
+	wg.Wait()
+}
+
+// track registers c as open, false if the link is blocked.
+func (l *linkProxy) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocked {
+		l.refused++
+		return false
+	}
+	l.accepted++
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *linkProxy) untrack(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+}
+
+// setBlocked blocks or unblocks the link; blocking closes the open
+// connections.
+func (l *linkProxy) setBlocked(blocked bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.blocked = blocked
+	if blocked {
+		for c := range l.conns {
+			c.Close()
+		}
+	}
+}
+
+// counts returns how many connections were forwarded and refused.
+func (l *linkProxy) counts() (accepted, refused int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.accepted, l.refused
+}
+
+// The link proxy forwards while unblocked; Block closes the connection in
+// flight and refuses new ones; Unblock forwards again.
+func TestFedHarnessLinkProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	l := startLinkProxy(t, ln.Addr().String())
+	echo := func(c net.Conn, msg string) error {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != msg {
+			return fmt.Errorf("echoed %q, want %q", buf, msg)
+		}
+		return nil
+	}
+	c1, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if err := echo(c1, "before"); err != nil {
+		t.Fatalf("unblocked link: %v", err)
+	}
+	l.setBlocked(true)
+	// The open connection is cut (not left hanging till the deadline).
+	_ = c1.SetDeadline(time.Now().Add(5 * time.Second))
+	var ne net.Error
+	if _, err := c1.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the connection open at Block was not closed: read %v", err)
+	}
+	// A new connection is accepted by the listener, then closed unused.
+	c2, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := echo(c2, "during"); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("a connection made while blocked was not closed: %v", err)
+	}
+	l.setBlocked(false)
+	c3, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := echo(c3, "after"); err != nil {
+		t.Fatalf("after Unblock: %v", err)
+	}
+	if acc, ref := l.counts(); acc < 2 || ref != 1 {
+		t.Errorf("proxy counted %d connections forwarded (want at least 2: 2 in, 2 out), %d refused (want 1)", acc, ref)
+	}
+}
+
+// The harness on two real servers: Block of the link a.test -> b.test
+// holds alice's message back from bob until Unblock; after b.test is
+// killed (SIGKILL) and restarted on its data dir and ports, bob's session
+// and room survive and alice's next message reaches him.
+func TestFedHarnessBlockKillRestart(t *testing.T) {
+	h := newFedHarness(t, 60, "a.test", "b.test")
+	alice := h.User("a.test", "alice")
+	bob := h.User("b.test", "bob")
+	bob.UploadKeys(2, true)
+	bob.Sync(0)
+	alice.Sync(0)
+	fm := testclient.FedMap([]string{"a.test"}, []string{"a.test", "b.test"}, nil)
+	roomID := alice.CreateRoom(fm)
+	welcome := alice.Add(roomID, fm, alice.ClaimKeyPackage(bob.UserID, bob.DeviceID))
+	addID := alice.CommitID
+	alice.Invite(roomID, bob.UserID, bob.DeviceID, welcome)
+	bob.JoinInvited(roomID, addID)
+
+	h.Block("a.test", "b.test")
+	held := alice.SendMessage(roomID, "held back").Must(t, 200, "alice's message while blocked").Str("event_id")
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		for _, ev := range testclient.Timeline(bob.Sync(500), roomID) {
+			if ev["event_id"] == held {
+				t.Fatal("bob got alice's message although the link a.test -> b.test is blocked")
+			}
+		}
+	}
+	if _, refused := h.links[[2]string{"a.test", "b.test"}].counts(); refused == 0 {
+		t.Error("a.test never tried the blocked link to b.test")
+	}
+	h.Unblock("a.test", "b.test")
+	awaitTimelineEvent(t, bob, roomID, held, 20*time.Second, func(ev map[string]any) {
+		if got := bob.MessageText(ev); got != "held back" {
+			t.Fatalf("bob decrypted %q", got)
+		}
+	})
+
+	h.Kill("b.test")
+	h.Restart("b.test")
+	after := alice.SendMessage(roomID, "after the crash").Must(t, 200, "alice's message after b's restart").Str("event_id")
+	awaitTimelineEvent(t, bob, roomID, after, 20*time.Second, func(ev map[string]any) {
+		if got := bob.MessageText(ev); got != "after the crash" {
+			t.Fatalf("bob decrypted %q", got)
+		}
+	})
+}
