@@ -21,7 +21,9 @@ const pendingClockSpeed = 60
 func virtualToReal(d time.Duration) time.Duration { return d / pendingClockSpeed }
 
 // SPEC-NOTES §6 across three processes: in a room with powers [a, b],
-// servers and can_propose [a, b, c], a stops; carol's pending commit on c
+// servers and can_propose [a, b, c], messages are decrypted on all three
+// servers and a pending commit from c is applied by a at once; then a
+// stops; carol's pending commit on c
 // is not applied before b's window (5 minutes after b received it, b being
 // powers[1]) and is applied by b in it: its m.mls.commit, with the pending
 // commit's ciphertext, reaches b and c, and the members there merge it.
@@ -60,6 +62,52 @@ func TestPendingCommitAppliedBySecondPowerWhileFirstIsDown(t *testing.T) {
 	bob.JoinInvited(roomID, addID)
 	carol.JoinInvited(roomID, addID)
 	t.Logf("room %s with alice, bob and carol after %v", roomID, time.Since(begin))
+
+	// Messages reach and are decrypted on all three servers.
+	for _, m := range []struct {
+		from *testclient.Client
+		text string
+		to   []*testclient.Client
+	}{{alice, "from a", []*testclient.Client{bob, carol}}, {bob, "from b", []*testclient.Client{alice, carol}}, {carol, "from c", []*testclient.Client{alice, bob}}} {
+		id := m.from.SendMessage(roomID, m.text).Must(t, 200, "message "+m.text).Str("event_id")
+		for _, u := range m.to {
+			awaitTimelineEvent(t, u, roomID, id, 20*time.Second, func(ev map[string]any) {
+				if got := u.MessageText(ev); got != m.text {
+					t.Fatalf("%s decrypted %q, want %q", u.UserID, got, m.text)
+				}
+			})
+		}
+	}
+
+	// With a up, carol's pending commit is applied by a at once (a is
+	// powers[0]: its window opens on receipt).
+	first := carol.Stage(fm, nil)
+	firstID := carol.SendPending(roomID, first).Must(t, 200, "carol's first pending commit").Str("event_id")
+	firstStatus := "/_matrix/client/unstable/de.bwi.mls/rooms/" + url.PathEscape(roomID) + "/pending_commit/" + url.PathEscape(firstID)
+	var appliedByA string
+	for deadline := time.Now().Add(20 * time.Second); appliedByA == ""; {
+		r := carol.Do("GET", firstStatus, nil).Must(t, 200, "first pending commit status")
+		if r.Str("status") == "applied" {
+			appliedByA = r.Str("commit_event_id")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("carol's first pending commit not applied by a within 20 s: %s", r.Raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := alice.Do("GET", testclient.RoomPath(roomID, "/event/"+url.PathEscape(appliedByA)), nil).Must(t, 200, "the commit applying it")
+	if r.Str("origin") != "a.test" {
+		t.Fatalf("carol's first pending commit applied by %s, want a.test", r.Str("origin"))
+	}
+	carol.AwaitCommit(roomID, appliedByA, first)
+	for _, u := range []*testclient.Client{alice, bob} {
+		awaitTimelineEvent(t, u, roomID, appliedByA, 20*time.Second, func(ev map[string]any) {
+			if rec, err := u.Decrypt(ev); err != nil || rec.Commit == nil {
+				t.Fatalf("%s processing the commit a applied: %v", u.UserID, err)
+			}
+		})
+	}
 
 	h.Stop("a.test")
 	stopped := time.Now()
