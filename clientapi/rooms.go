@@ -296,5 +296,10 @@ func (a *API) pendingCommit(rq *request) (any, error) {
 	if st.CommitEventID != "" {
 		out["commit_event_id"] = st.CommitEventID
 	}
+	if st.Lost {
+		// Applied, but by commits of a fork that lost: the client must
+		// catch up with the winner (project extension).
+		out["lost"] = true
+	}
 	return out, nil
 }

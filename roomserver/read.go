@@ -243,8 +243,11 @@ func parseEventsToken(tok string) (int64, error) {
 type PendingCommitStatus struct {
 	Status        string
 	CommitEventID string
-	Windows       []storage.Window
-	ReceivedAt    time.Time
+	// Lost is true when commits applied it but none is on the room's
+	// current mainline (its fork lost state resolution).
+	Lost       bool
+	Windows    []storage.Window
+	ReceivedAt time.Time
 }
 
 // PendingCommitStatus reports a pending commit's state to a joined user
@@ -265,5 +268,5 @@ func (s *Server) PendingCommitStatus(ctx context.Context, userID, roomID, eventI
 }
 
 func statusOf(st commitqueue.Status) PendingCommitStatus {
-	return PendingCommitStatus{Status: string(st.Status), CommitEventID: st.CommitEventID, Windows: st.Windows, ReceivedAt: st.ReceivedAt}
+	return PendingCommitStatus{Status: string(st.Status), CommitEventID: st.CommitEventID, Lost: st.Lost, Windows: st.Windows, ReceivedAt: st.ReceivedAt}
 }
