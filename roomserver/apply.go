@@ -59,6 +59,5 @@ func (a applier) Apply(ctx context.Context, pending, commit *roomversion.Event) 
 		return err
 	}
 	defer r.mu.Unlock()
-	s.afterStore(ctx, r, commit, r.mem.AuthCommit(commit))
-	return nil
+	return s.afterStore(ctx, r, commit, r.mem.AuthCommit(commit))
 }

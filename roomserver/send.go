@@ -48,7 +48,10 @@ func (s *Server) SendEvent(ctx context.Context, req SendRequest) (string, error)
 	if req.TxnID != "" {
 		id, err := s.st.ClientTxnEvent(ctx, req.UserID, req.DeviceID, req.TxnID)
 		if err == nil {
-			return id, nil
+			// A retry: the first attempt may have stored the event and
+			// died before queueing it for the other servers, so queue it
+			// again (they take an event they hold as a no-op).
+			return id, s.resend(ctx, req.RoomID, id)
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
 			return "", fmt.Errorf("looking up transaction %s: %w", req.TxnID, err)
@@ -135,7 +138,10 @@ func (s *Server) SendEvent(ctx context.Context, req SendRequest) (string, error)
 		r.mem.SetCurrent(ev)
 		r.current = *opts.CurrentState
 	}
-	s.afterStore(ctx, r, ev, authCommit)
+	if err := s.afterStore(ctx, r, ev, authCommit); err != nil {
+		// Stored but not queued: the client's retry queues it (resend).
+		return "", err
+	}
 	if kind == roomversion.EventPendingCommit {
 		if _, err := s.queue.Receive(ctx, ev, s.now()); err != nil {
 			// Stored; a later Tick finds it in storage.
@@ -307,13 +313,31 @@ func (s *Server) prevEvents(ctx context.Context, roomID string) ([]string, error
 	return prev, nil
 }
 
-// afterStore wakes /sync and sends a stored local event to the servers of
-// the room (SPEC-NOTES §8): every server in servers of the current commit
-// but this one, and for a commit those of the commit it replaces too.
-func (s *Server) afterStore(ctx context.Context, r *room, ev, authCommit *roomversion.Event) {
+// resend queues a stored local event for the servers of its room again.
+func (s *Server) resend(ctx context.Context, roomID, eventID string) error {
+	if s.cfg.Remote == nil {
+		return nil
+	}
+	se, err := s.st.Event(ctx, eventID)
+	if err != nil {
+		return fmt.Errorf("reading %s to send it again: %w", eventID, err)
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	return s.afterStore(ctx, r, se.Event, r.mem.AuthCommit(se.Event))
+}
+
+// afterStore wakes /sync and queues a stored local event for the servers
+// of the room (SPEC-NOTES §8): every server in servers of the current
+// commit but this one, and for a commit those of the commit it replaces
+// too. An error means the event is stored but not queued.
+func (s *Server) afterStore(ctx context.Context, r *room, ev, authCommit *roomversion.Event) error {
 	s.notify(ctx, r.id)
 	if s.cfg.Remote == nil {
-		return
+		return nil
 	}
 	var dests []string
 	add := func(c *roomversion.Event) {
@@ -335,9 +359,10 @@ func (s *Server) afterStore(ctx context.Context, r *room, ev, authCommit *roomve
 		add(authCommit)
 	}
 	if len(dests) == 0 {
-		return
+		return nil
 	}
 	if err := s.cfg.Remote.SendEvent(ctx, ev, dests); err != nil {
-		s.cfg.Logger.Error("queueing an event for federation", slog.String("event_id", ev.EventID()), slog.Any("error", err))
+		return fmt.Errorf("queueing %s for %v: %w", ev.EventID(), dests, err)
 	}
+	return nil
 }
