@@ -12,7 +12,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -62,14 +64,29 @@ func writeFederationCert(t *testing.T, dir string, names ...string) (certFile, k
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago: each
 // server's --federation-resolve needs the other's port before it starts.
+//
+// The port is drawn below Linux's ephemeral range (32768-60999), from which
+// the kernel hands out ports to connections and to ":0" listeners (the
+// harness's proxies): a port taken from that range and closed again could
+// be handed out to one of them before the server binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var b [2]byte
+	for range 200 {
+		if _, err := rand.Read(b[:]); err != nil {
+			t.Fatal(err)
+		}
+		port := 20000 + int(binary.BigEndian.Uint16(b[:]))%12000
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port found in 20000-31999")
+	return ""
 }
 
 // startFederatingPair starts a.test and b.test as two processes, each with
