@@ -84,8 +84,10 @@ func newBenchStack(tb testing.TB, be testdb.Backend, names ...string) map[string
 			Remote: federation.RoomRemote{Events: hs.sender, Client: hs.fed.Client()}, QueuePollInterval: 100 * time.Millisecond, Logger: logger}); err != nil {
 			tb.Fatal(err)
 		}
+		remote := federation.NewUserRemote(hs.fed.Client(), hs.sender)
+		remote.Servers = hs.rooms.ServersSharedWith
 		if hs.users, err = userapi.New(userapi.Config{ServerName: name, Store: db, BcryptCost: bcrypt.MinCost,
-			Remote: federation.NewUserRemote(hs.fed.Client(), hs.sender), Logger: logger}); err != nil {
+			Remote: remote, Logger: logger}); err != nil {
 			tb.Fatal(err)
 		}
 		hs.fed.Attach(hs.rooms, hs.users)

@@ -94,7 +94,9 @@ func (a *API) send(rq *request) (any, error) {
 		answer[r.EventID] = pduResult{Error: r.Error}
 	}
 	for i, e := range body.EDUs {
-		a.receiveEDU(ctx, rq.origin, i, e)
+		if err := a.receiveEDU(ctx, rq.origin, i, e); err != nil {
+			return nil, fmt.Errorf("receiving transaction %s from %s: %w", txnID, rq.origin, err)
+		}
 	}
 	out, err := json.Marshal(map[string]any{"pdus": answer})
 	if err != nil {
@@ -107,22 +109,58 @@ func (a *API) send(rq *request) (any, error) {
 }
 
 // receiveEDU acts on one EDU. EDUs have no per-item answer in /send: a bad
-// one is logged and dropped, and the others still count.
-func (a *API) receiveEDU(ctx context.Context, origin string, i int, e edu) {
+// one is logged and dropped, and the others still count. An error (the
+// store failed to record a device list update) fails the transaction, which
+// is then not recorded, so the origin retries it.
+func (a *API) receiveEDU(ctx context.Context, origin string, i int, e edu) error {
 	switch e.Type {
 	case eduDirectToDevice:
 		if a.cfg.Users == nil {
-			return
+			return nil
 		}
 		var d directToDevice
 		if err := json.Unmarshal(e.Content, &d); err != nil {
 			a.cfg.Logger.Warn("dropping a malformed m.direct_to_device EDU", slog.String("origin", origin), slog.Int("index", i), slog.Any("error", err))
-			return
+			return nil
 		}
 		if _, err := a.cfg.Users.ReceiveToDevice(ctx, origin, d.Sender, d.Type, d.MessageID, d.Messages); err != nil {
 			a.cfg.Logger.Warn("dropping an m.direct_to_device EDU", slog.String("origin", origin), slog.Int("index", i), slog.Any("error", err))
 		}
+	case eduDeviceListUpdate:
+		return a.receiveDeviceListUpdate(ctx, origin, i, e.Content)
 	}
+	return nil
+}
+
+// receiveDeviceListUpdate acts on an m.device_list_update EDU: the user
+// must be a user of origin (else it is dropped and logged). The change is
+// recorded in the device key change stream (no keys are kept: clients
+// query them), where /sync lists the user in device_lists.changed to
+// local users joined to a room whose current commit's `servers` holds
+// origin; every waiting /sync is woken ("*": finding the local users who
+// share a room with origin costs more than re-checking the polls, and
+// device changes are rare). stream_id and prev_id are not checked: this
+// server caches no remote device lists, so every update means "query
+// again". A failure to record the change is an error (the transaction
+// fails and is retried).
+func (a *API) receiveDeviceListUpdate(ctx context.Context, origin string, i int, content json.RawMessage) error {
+	var d deviceListUpdate
+	if err := json.Unmarshal(content, &d); err != nil {
+		a.cfg.Logger.Warn("dropping a malformed m.device_list_update EDU", slog.String("origin", origin), slog.Int("index", i), slog.Any("error", err))
+		return nil
+	}
+	if userIDServer(d.UserID) != origin || d.DeviceID == "" {
+		a.cfg.Logger.Warn("dropping an m.device_list_update EDU not of a device of a user of its origin", slog.String("origin", origin),
+			slog.Int("index", i), slog.String("user_id", d.UserID), slog.String("device_id", d.DeviceID))
+		return nil
+	}
+	if err := a.cfg.Store.RecordDeviceKeyChange(ctx, d.UserID); err != nil {
+		return fmt.Errorf("m.device_list_update EDU %d: %w", i, err)
+	}
+	if err := a.cfg.Store.NotifyChange(ctx, "*"); err != nil {
+		a.cfg.Logger.Warn("notifying a device list change", slog.String("user_id", d.UserID), slog.Any("error", err))
+	}
+	return nil
 }
 
 // SendTransaction sends one transaction to destination (PUT

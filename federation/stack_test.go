@@ -94,8 +94,10 @@ func newStack(t *testing.T, names ...string) map[string]*homeserver {
 			Remote: federation.RoomRemote{Events: hs.sender, Client: hs.fed.Client()}, QueuePollInterval: 100 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
+		remote := federation.NewUserRemote(hs.fed.Client(), hs.sender)
+		remote.Servers = hs.rooms.ServersSharedWith
 		if hs.users, err = userapi.New(userapi.Config{ServerName: name, Store: db, BcryptCost: bcrypt.MinCost,
-			Remote: federation.NewUserRemote(hs.fed.Client(), hs.sender)}); err != nil {
+			Remote: remote}); err != nil {
 			t.Fatal(err)
 		}
 		hs.fed.Attach(hs.rooms, hs.users)

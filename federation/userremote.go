@@ -26,12 +26,19 @@ type EDUQueue interface {
 // UserRemote reaches users of other servers over federation: it
 // implements userapi.Remote with the signing Client (device key queries,
 // key package claims, profiles) and an EDUQueue (to-device messages, sent
-// as m.direct_to_device EDUs). Answers are checked: a status other than
+// as m.direct_to_device EDUs, and device list updates, sent as
+// m.device_list_update EDUs). Answers are checked: a status other than
 // 200 is a *RemoteError, a body of the wrong shape is an error, and only entries
 // of users of the server asked (and that were asked for) are kept.
 type UserRemote struct {
 	client *Client
 	edus   EDUQueue
+
+	// Servers returns the other servers sharing a room with a local user,
+	// the destinations of its m.device_list_update EDUs
+	// (roomserver.Server.ServersSharedWith). Set it before serving; nil
+	// sends device list updates nowhere.
+	Servers func(ctx context.Context, userID string) ([]string, error)
 }
 
 var _ userapi.Remote = (*UserRemote)(nil)
@@ -294,6 +301,68 @@ func (u *UserRemote) SendToDevice(ctx context.Context, server, sender, eventType
 	}
 	if err := u.edus.SendEDU(ctx, server, edu); err != nil {
 		return fmt.Errorf("federation: queueing the to-device EDU for %s: %w", server, err)
+	}
+	return nil
+}
+
+// eduDeviceListUpdate is the type of the EDU announcing a device change.
+const eduDeviceListUpdate = "m.device_list_update"
+
+// deviceListUpdateEDU is an m.device_list_update EDU.
+type deviceListUpdateEDU struct {
+	Type    string           `json:"edu_type"`
+	Content deviceListUpdate `json:"content"`
+}
+
+// deviceListUpdate is the content of an m.device_list_update EDU (Matrix
+// server-server API, "Device management").
+type deviceListUpdate struct {
+	UserID   string          `json:"user_id"`
+	DeviceID string          `json:"device_id"`
+	StreamID int64           `json:"stream_id"`
+	PrevID   []int64         `json:"prev_id"`
+	Deleted  bool            `json:"deleted,omitempty"`
+	Keys     json.RawMessage `json:"keys,omitempty"`
+}
+
+// DeviceListUpdate queues an m.device_list_update EDU for a local user's
+// device (keys: its device_keys object; deleted: the device is gone) for
+// every server Servers names. stream_id is the time in microseconds (it
+// grows with each update of the user) and prev_id is empty: this server
+// keeps no device list stream per user, and receivers that cache device
+// lists resync (re-query the keys) on an empty prev_id. The first server
+// whose EDU cannot be queued ends the call with an error; the ones queued
+// before keep theirs (a repeated update only makes a receiver query the
+// keys again).
+func (u *UserRemote) DeviceListUpdate(ctx context.Context, userID, deviceID string, deleted bool, keys json.RawMessage) error {
+	if u.Servers == nil {
+		return nil
+	}
+	if userID == "" || deviceID == "" {
+		return errors.New("federation: a device list update needs a user and a device")
+	}
+	servers, err := u.Servers(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("federation: servers sharing a room with %s: %w", userID, err)
+	}
+	if len(servers) == 0 {
+		return nil
+	}
+	c := deviceListUpdate{UserID: userID, DeviceID: deviceID, StreamID: time.Now().UnixMicro(), PrevID: []int64{}, Deleted: deleted}
+	if !deleted {
+		c.Keys = keys
+	}
+	edu, err := json.Marshal(deviceListUpdateEDU{Type: eduDeviceListUpdate, Content: c})
+	if err != nil {
+		return fmt.Errorf("federation: encoding the device list update of %s/%s: %w", userID, deviceID, err)
+	}
+	for _, server := range servers {
+		if server == u.client.origin {
+			continue
+		}
+		if err := u.edus.SendEDU(ctx, server, edu); err != nil {
+			return fmt.Errorf("federation: queueing the device list update of %s/%s for %s: %w", userID, deviceID, server, err)
+		}
 	}
 	return nil
 }

@@ -299,8 +299,10 @@ func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken,
 		next.ToDevice = since.ToDevice
 	}
 
-	// Device lists: local users sharing a room with the user (the server
-	// knows no other members of MLS rooms) and the user.
+	// Device lists: the user, local users joined to a room the user is
+	// joined to, and remote users whose server is in `servers` of the
+	// current commit of such a room (the server knows no MLS membership:
+	// the servers of the room are what it can tell; docs/SPEC-DEVIATIONS.md).
 	users, keysPos, err := s.st.DeviceKeyChangesSince(ctx, since.DeviceKeys)
 	if err != nil {
 		return nil, false, fmt.Errorf("sync: device list changes: %w", err)
@@ -311,8 +313,22 @@ func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken,
 		if err != nil {
 			return nil, false, err
 		}
+		var servers map[string]bool // read only when a remote user changed
 		for _, u := range users {
 			if shared[u] {
+				resp.DeviceListsChanged = append(resp.DeviceListsChanged, u)
+				continue
+			}
+			srv := serverOf(u)
+			if srv == "" || srv == s.cfg.ServerName {
+				continue
+			}
+			if servers == nil {
+				if servers, err = s.roomServers(ctx, joined); err != nil {
+					return nil, false, fmt.Errorf("sync: %w", err)
+				}
+			}
+			if servers[srv] {
 				resp.DeviceListsChanged = append(resp.DeviceListsChanged, u)
 			}
 		}

@@ -301,6 +301,10 @@ type DeviceKeyStore interface {
 	// DeviceKeys returns the keys of a user's devices (all devices when
 	// deviceIDs is empty), sorted by device ID.
 	DeviceKeys(ctx context.Context, userID string, deviceIDs []string) ([]DeviceKeys, error)
+	// RecordDeviceKeyChange records a change of a user's device keys in
+	// the device key change stream without storing keys: a remote user's
+	// m.device_list_update (SPEC-NOTES §12), listed by /sync.
+	RecordDeviceKeyChange(ctx context.Context, userID string) error
 }
 
 // SyncPositions keeps, per device and stream, the position up to which the
@@ -324,7 +328,7 @@ type Streams interface {
 	// after, by position (Membership.Pos set).
 	MembershipsSince(ctx context.Context, userID string, after int64) ([]Membership, error)
 	// DeviceKeyChangesSince lists the users whose device keys changed
-	// (StoreDeviceKeys, DeleteDevice) with position > after, sorted, and
+	// (StoreDeviceKeys, DeleteDevice, RecordDeviceKeyChange) with position > after, sorted, and
 	// the highest such position (after itself when there is none).
 	DeviceKeyChangesSince(ctx context.Context, after int64) ([]string, int64, error)
 }

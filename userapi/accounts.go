@@ -291,8 +291,13 @@ func (s *Service) checkUserPassword(ctx context.Context, userID, password string
 
 // Logout ends a session (POST /logout): as the Matrix spec says, the
 // device goes with its access token, keys, key packages and to-device
-// inbox.
+// inbox. The other servers sharing a room with the user are told first
+// (Remote.DeviceListUpdate); if that fails, nothing is deleted and the
+// call fails, so the client retries.
 func (s *Service) Logout(ctx context.Context, userID, deviceID string) error {
+	if err := s.deviceListUpdate(ctx, userID, deviceID, true, nil); err != nil {
+		return err
+	}
 	if err := s.cfg.Store.DeleteDevice(ctx, userID, deviceID); err != nil {
 		return fmt.Errorf("deleting device %s of %s: %w", deviceID, userID, err)
 	}
@@ -301,13 +306,16 @@ func (s *Service) Logout(ctx context.Context, userID, deviceID string) error {
 }
 
 // LogoutAll ends every session of a user (POST /logout/all): all devices
-// go.
+// go, each announced to other servers first as in Logout.
 func (s *Service) LogoutAll(ctx context.Context, userID string) error {
 	devs, err := s.cfg.Store.Devices(ctx, userID)
 	if err != nil {
 		return fmt.Errorf("listing devices of %s: %w", userID, err)
 	}
 	for _, d := range devs {
+		if err := s.deviceListUpdate(ctx, userID, d.DeviceID, true, nil); err != nil {
+			return err
+		}
 		if err := s.cfg.Store.DeleteDevice(ctx, userID, d.DeviceID); err != nil {
 			return fmt.Errorf("deleting device %s of %s: %w", d.DeviceID, userID, err)
 		}
@@ -412,7 +420,8 @@ type DeleteDeviceRequest struct {
 // this server accepts the request without "auth" (the access token
 // suffices) and, when "auth" is given, checks it: m.login.password with
 // the caller's password, else 401 with the m.login.password flow (403-like
-// errcode M_FORBIDDEN inside the 401 for a wrong password).
+// errcode M_FORBIDDEN inside the 401 for a wrong password). As in Logout,
+// other servers are told of the deletion before it happens.
 func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string, req DeleteDeviceRequest) error {
 	if _, err := s.device(ctx, userID, deviceID); err != nil {
 		return err
@@ -437,6 +446,9 @@ func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string, req
 			}
 			return s.authRequired(LoginPassword, matrixerr.CodeForbidden, "invalid password")
 		}
+	}
+	if err := s.deviceListUpdate(ctx, userID, deviceID, true, nil); err != nil {
+		return err
 	}
 	if err := s.cfg.Store.DeleteDevice(ctx, userID, deviceID); err != nil {
 		return fmt.Errorf("deleting device %s of %s: %w", deviceID, userID, err)

@@ -247,7 +247,11 @@ type UploadKeysResponse struct {
 // already with another value, or one a claim handed out before (a claimed
 // key package is never handed out twice). Then it stores the one-time
 // packages (all or none), the device keys and the fallbacks, wakes the
-// caller's /sync and answers the one-time counts per algorithm.
+// caller's /sync and answers the one-time counts per algorithm. Device
+// keys that differ from those stored are first announced to the other
+// servers sharing a room with the user (Remote.DeviceListUpdate, an
+// m.device_list_update EDU); if that fails the upload fails before the
+// keys are stored, and the client retries it.
 func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, body []byte) (*UploadKeysResponse, error) {
 	up, err := ParseKeysUpload(body)
 	if err != nil {
@@ -294,6 +298,18 @@ func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, body 
 		changed = true
 	}
 	if dk != nil {
+		// Other servers hear of new or changed keys before they are
+		// stored: if queueing fails, nothing is stored, the upload fails
+		// and the client's retry sends the update again.
+		old, err := s.cfg.Store.DeviceKeys(ctx, userID, []string{deviceID})
+		if err != nil {
+			return nil, fmt.Errorf("reading device keys of %s/%s: %w", userID, deviceID, err)
+		}
+		if len(old) != 1 || !bytes.Equal(old[0].KeysJSON, dk.KeysJSON) {
+			if err := s.deviceListUpdate(ctx, userID, deviceID, false, dk.KeysJSON); err != nil {
+				return nil, err
+			}
+		}
 		if err := s.cfg.Store.StoreDeviceKeys(ctx, *dk); err != nil {
 			return nil, fmt.Errorf("storing device keys of %s/%s: %w", userID, deviceID, err)
 		}

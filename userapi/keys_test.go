@@ -371,6 +371,10 @@ func (f *fakeRemote) SendToDevice(_ context.Context, server, sender, eventType, 
 	return nil
 }
 
+func (f *fakeRemote) DeviceListUpdate(context.Context, string, string, bool, json.RawMessage) error {
+	return nil
+}
+
 func (f *fakeRemote) Profile(context.Context, string, string) (storage.Profile, error) {
 	return storage.Profile{DisplayName: "Remote"}, nil
 }

@@ -76,6 +76,12 @@ type Remote interface {
 	// Profile fetches a remote user's profile ("" field for all of it, or
 	// "displayname" / "avatar_url").
 	Profile(ctx context.Context, userID, field string) (storage.Profile, error)
+	// DeviceListUpdate tells the other servers sharing a room with a local
+	// user that one of its devices changed keys (keys: the device_keys
+	// object) or was deleted (an m.device_list_update EDU, queued durably
+	// for each). An error means the update may not be queued everywhere:
+	// the API call that changed the device fails, so the client retries.
+	DeviceListUpdate(ctx context.Context, userID, deviceID string, deleted bool, keys json.RawMessage) error
 }
 
 // Service is the user logic of one homeserver. It is safe for concurrent
@@ -168,6 +174,20 @@ func (s *Service) notify(ctx context.Context, key string) {
 	if err := s.cfg.Store.NotifyChange(ctx, key); err != nil {
 		s.cfg.Logger.Warn("notifying change", slog.String("key", key), slog.Any("error", err))
 	}
+}
+
+// deviceListUpdate tells other servers of a change to a local device
+// (Remote.DeviceListUpdate; nothing without a Remote). Callers call it
+// before the store records the change, so a failure leaves nothing
+// changed and a retry of the request sends the update again.
+func (s *Service) deviceListUpdate(ctx context.Context, userID, deviceID string, deleted bool, keys json.RawMessage) error {
+	if s.cfg.Remote == nil {
+		return nil
+	}
+	if err := s.cfg.Remote.DeviceListUpdate(ctx, userID, deviceID, deleted, keys); err != nil {
+		return fmt.Errorf("telling other servers of the device list change of %s/%s: %w", userID, deviceID, err)
+	}
+	return nil
 }
 
 // isLocal reports whether a user ID belongs to this server.

@@ -132,6 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	// the room and user logic reach other servers through both.
 	var fed *federation.API
 	var outbound *sender.Sender
+	var userRemote *federation.UserRemote
 	if cfg.Federation.Enabled {
 		fed, err = federation.New(federation.Config{
 			ServerName: cfg.ServerName, KeyID: key.ID, PrivateKey: key.Priv, Store: db,
@@ -150,11 +151,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		}
 		roomsCfg.Keys, roomsCfg.Fetcher = fed.KeyFetcher(), fed.Fetcher()
 		roomsCfg.Remote = federation.RoomRemote{Events: outbound, Client: fed.Client()}
-		usersCfg.Remote = federation.NewUserRemote(fed.Client(), outbound)
+		userRemote = federation.NewUserRemote(fed.Client(), outbound)
+		usersCfg.Remote = userRemote
 	}
 	rooms, err := roomserver.New(roomsCfg)
 	if err != nil {
 		return err
+	}
+	if userRemote != nil {
+		// Device list updates go to the servers sharing a room with the user.
+		userRemote.Servers = rooms.ServersSharedWith
 	}
 	users, err := userapi.New(usersCfg)
 	if err != nil {

@@ -81,6 +81,17 @@ func (d *Database) DeleteAccessTokens(ctx context.Context, userID, deviceID stri
 	return d.accessTokens.deleteDeviceTokens(ctx, nil, userID, deviceID)
 }
 
+// RecordDeviceKeyChange records a device key change of a user without
+// storing keys (a remote user's m.device_list_update).
+func (d *Database) RecordDeviceKeyChange(ctx context.Context, userID string) error {
+	return d.withTx(ctx, "recording a device key change of "+userID, func(tx *sql.Tx) error {
+		if err := lockStream(ctx, tx, streamDeviceKeys); err != nil {
+			return err
+		}
+		return d.keyChanges.insertChange(ctx, tx, userID)
+	})
+}
+
 // StoreDeviceKeys replaces a device's keys and credentials in one
 // transaction, recording a device key change of the user.
 func (d *Database) StoreDeviceKeys(ctx context.Context, k types.DeviceKeys) error {

@@ -6,8 +6,8 @@ import (
 	"fmt"
 )
 
-// The device key changes stream: one row per StoreDeviceKeys or
-// DeleteDevice, stream_pos its position.
+// The device key changes stream: one row per StoreDeviceKeys,
+// DeleteDevice or RecordDeviceKeyChange, stream_pos its position.
 const keyChangesSchema = `
 CREATE TABLE IF NOT EXISTS mlsmode_device_key_changes (
 	stream_pos BIGSERIAL PRIMARY KEY,

@@ -571,6 +571,20 @@ func testDeviceKeyChanges(t *testing.T, b Backend) {
 	if err != nil || !slices.Equal(users, []string{"@a:a.example"}) || h2 <= h1 {
 		t.Fatalf("changes after deleting a device: %v, %d, %v", users, h2, err)
 	}
+	// A remote user's change: a row in the stream, no keys stored.
+	if err := db.RecordDeviceKeyChange(ctx, "@r:b.example"); err != nil {
+		t.Fatal(err)
+	}
+	users, h3, err := db.DeviceKeyChangesSince(ctx, h2)
+	if err != nil || !slices.Equal(users, []string{"@r:b.example"}) || h3 <= h2 {
+		t.Fatalf("changes after a recorded change: %v, %d, %v", users, h3, err)
+	}
+	if p, err := db.MaxStreamPositions(ctx); err != nil || p.DeviceKeys != h3 {
+		t.Fatalf("device keys position %+v, %v; want %d", p, err, h3)
+	}
+	if keys, err := db.DeviceKeys(ctx, "@r:b.example", nil); err != nil || len(keys) != 0 {
+		t.Fatalf("keys of the remote user: %+v, %v; want none", keys, err)
+	}
 }
 
 func testFilters(t *testing.T, b Backend) {
