@@ -51,6 +51,10 @@ type addresses struct {
 //
 // The caller must have registered the MLS room versions
 // (roomversion.Register) before, with no concurrent gomatrixserverlib use.
+// outboundRescanInterval is how often the federation queue looks for
+// destinations with items it has no worker for.
+const outboundRescanInterval = 30 * time.Second
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- addresses) (err error) {
 	cfg, err := loadConfig(args, stdout)
 	if err != nil {
@@ -145,6 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		outbound, err = sender.New(sender.Config{
 			ServerName: cfg.ServerName, Store: db, Transport: fed.Client(),
 			Logger: log.With("component", "sender"), Clock: clock,
+			// Processes sharing one database send what another queued
+			// and could not send (it stopped or crashed).
+			RescanInterval: outboundRescanInterval,
 		})
 		if err != nil {
 			return err

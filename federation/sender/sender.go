@@ -87,6 +87,12 @@ type Config struct {
 	InitialBackoff time.Duration
 	// MaxBackoff caps the wait; default DefaultMaxBackoff (1 h).
 	MaxBackoff time.Duration
+	// RescanInterval, when positive, makes the sender list the queued
+	// destinations again at that interval and start workers for those it
+	// has none for: items another process sharing the database queued (and
+	// could not send, having stopped) are sent without waiting for this
+	// process to restart. Zero: only at Start.
+	RescanInterval time.Duration
 }
 
 // Sender is the outbound federation queue of one server process. Start and
@@ -194,13 +200,33 @@ func (s *Sender) restore(ctx context.Context) {
 				}
 				s.wakeWorker(d)
 			}
-			if len(dests) > 0 {
+			if len(dests) > 0 && backoff >= 0 {
 				s.log.InfoContext(ctx, "restored federation send queues", "destinations", len(dests))
 			}
-			return
+			if s.cfg.RescanInterval <= 0 {
+				return
+			}
+			// Rescan: later listings are quiet, and failures wait for the
+			// next interval.
+			backoff = -1
+			select {
+			case <-s.clock.After(s.cfg.RescanInterval):
+				continue
+			case <-ctx.Done():
+				return
+			}
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if backoff < 0 { // a rescan failed: try at the next one
+			s.log.ErrorContext(ctx, "rescanning federation send queues", "error", err)
+			select {
+			case <-s.clock.After(s.cfg.RescanInterval):
+				continue
+			case <-ctx.Done():
+				return
+			}
 		}
 		backoff = s.nextBackoff(backoff)
 		s.log.ErrorContext(ctx, "listing federation send queues", "error", err, "retry_in", backoff)

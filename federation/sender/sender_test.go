@@ -648,3 +648,38 @@ func TestTransactionIDStable(t *testing.T) {
 		t.Fatal("same ID for a shorter batch")
 	}
 }
+
+// TestRescanSendsWhatAnotherProcessQueued: items another process sharing
+// the database queued (and did not send) are sent at the next rescan,
+// without this process restarting; without RescanInterval they wait.
+func TestRescanSendsWhatAnotherProcessQueued(t *testing.T) {
+	forBackends(t, func(t *testing.T, b testdb.Backend) {
+		e := newEnv(t, b)
+		other := openDB(t, e.dsn) // another process's handle on the database
+		s, err := New(Config{ServerName: self, Store: e.db, Transport: e.tr, Clock: e.clock,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Stop)
+		s.Start(context.Background())
+		if d := e.clock.waitAfter(t); d != 10*time.Second {
+			t.Fatalf("first wait %v, want the rescan interval", d)
+		}
+		evs, js := e.events(3)
+		for _, ev := range evs {
+			if _, err := other.QueueOutbound(context.Background(), "b.example", "pdu", ev.JSON(), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.tr.noMore(t, "b.example")
+		e.clock.Advance(10 * time.Second)
+		a := e.tr.next(t, "b.example")
+		if !slices.Equal(a.pdus, js) {
+			t.Fatalf("rescan sent %d PDUs %v, want the 3 queued by the other process", len(a.pdus), a.pdus)
+		}
+		if d := e.clock.waitAfter(t); d != 10*time.Second {
+			t.Fatalf("next wait %v, want the rescan interval", d)
+		}
+	})
+}
