@@ -16,6 +16,8 @@ func (a *API) registerKeyRoutes(r *mux.Router) {
 	a.handle(r, http.MethodPost, "/keys/query", true, a.queryKeys)
 	a.handle(r, http.MethodPost, "/keys/claim", true, a.claimKeys)
 	a.handle(r, http.MethodGet, "/keys/list", true, a.listKeys)
+	a.handle(r, http.MethodPost, "/keys/device_signing/upload", true, a.uploadSigningKeys)
+	a.handle(r, http.MethodPost, "/keys/signatures/upload", true, a.uploadSignatures)
 	a.handle(r, http.MethodPut, "/sendToDevice/{eventType}/{txnId}", true, a.sendToDevice)
 }
 
@@ -32,7 +34,24 @@ func (a *API) queryKeys(rq *request) (any, error) {
 	if err := rq.decode(&req); err != nil {
 		return nil, err
 	}
+	req.Caller = rq.device.UserID
 	return a.cfg.Users.QueryKeys(rq.Context(), req)
+}
+
+func (a *API) uploadSigningKeys(rq *request) (any, error) {
+	body, err := rq.body()
+	if err != nil {
+		return nil, err
+	}
+	return uia(struct{}{}, a.cfg.Users.UploadSigningKeys(rq.Context(), rq.device.UserID, body))
+}
+
+func (a *API) uploadSignatures(rq *request) (any, error) {
+	body, err := rq.body()
+	if err != nil {
+		return nil, err
+	}
+	return a.cfg.Users.UploadSignatures(rq.Context(), rq.device.UserID, body)
 }
 
 func (a *API) claimKeys(rq *request) (any, error) {

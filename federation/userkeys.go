@@ -49,8 +49,9 @@ type userKeysClaimBody struct {
 }
 
 // userKeysQuery handles POST user/keys/query: the device keys of this
-// server's users asked for (userapi.Service.QueryLocalKeys); users of other
-// servers are left out of the answer.
+// server's users asked for with their master and self-signing keys
+// (userapi.Service.QueryLocalKeys); users of other servers are left out of
+// the answer.
 func (a *API) userKeysQuery(rq *request) (any, error) {
 	users, err := a.users()
 	if err != nil {
@@ -67,11 +68,7 @@ func (a *API) userKeysQuery(rq *request) (any, error) {
 	if n > MaxUserKeysEntries {
 		return nil, matrixerr.BadJSON("device_keys: %d users and devices, at most %d", n, MaxUserKeysEntries)
 	}
-	keys, err := users.QueryLocalKeys(rq.Context(), body.DeviceKeys)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"device_keys": keys}, nil
+	return users.QueryLocalKeys(rq.Context(), body.DeviceKeys)
 }
 
 // userKeysClaim handles POST user/keys/claim: one key package per device

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib"
+
 	"github.com/mlsmode/mlsmode/matrixerr"
 	"github.com/mlsmode/mlsmode/storage"
 	"github.com/mlsmode/mlsmode/userapi"
@@ -101,7 +103,8 @@ func remoteError(server, path string, status int, body []byte) error {
 // all). The answer keeps the users asked that belong to server, and of
 // each only the devices asked (all when none were named) whose keys are
 // an object naming that user and device and whose MLS credentials name
-// them too (deviceKeysOK); anything else is left out. A
+// them too (deviceKeysOK), and their master and self-signing keys
+// (crossSigningKeysOK); anything else is left out. A
 // body that is not {"device_keys": {user: {device: object}}} is an error.
 func (u *UserRemote) QueryKeys(ctx context.Context, server string, req map[string][]string) (userapi.QueryKeysResponse, error) {
 	body := make(map[string][]string, len(req))
@@ -120,7 +123,9 @@ func (u *UserRemote) QueryKeys(ctx context.Context, server string, req map[strin
 		return userapi.QueryKeysResponse{}, remoteError(server, path, status, resp)
 	}
 	var got struct {
-		DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
+		DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+		MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+		SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
 	}
 	if err := json.Unmarshal(resp, &got); err != nil {
 		return userapi.QueryKeysResponse{}, fmt.Errorf("federation: answer of %s to %s: %w", server, path, err)
@@ -142,7 +147,45 @@ func (u *UserRemote) QueryKeys(ctx context.Context, server string, req map[strin
 		}
 		out.DeviceKeys[user] = kept
 	}
+	out.MasterKeys, out.SelfSigningKeys = crossSigningKeysOK(server, req, got.MasterKeys, got.SelfSigningKeys)
 	return out, nil
+}
+
+// crossSigningKeysOK keeps, of the users asked that belong to server, the
+// master keys passing userapi.ParseCrossSigningKey (the user's, usage
+// master, one ed25519 key) and the self-signing keys that pass it too and
+// carry a valid signature of the kept master key; nil when none is kept.
+func crossSigningKeysOK(server string, req map[string][]string, masters, selfs map[string]json.RawMessage) (map[string]json.RawMessage, map[string]json.RawMessage) {
+	var outM, outS map[string]json.RawMessage
+	for user, js := range masters {
+		if _, ok := req[user]; !ok || userIDServer(user) != server {
+			continue
+		}
+		mk, err := userapi.ParseCrossSigningKey("master_keys", js, user, userapi.UsageMaster)
+		if err != nil {
+			continue
+		}
+		if outM == nil {
+			outM = map[string]json.RawMessage{}
+		}
+		outM[user] = js
+		sjs, ok := selfs[user]
+		if !ok {
+			continue
+		}
+		sk, err := userapi.ParseCrossSigningKey("self_signing_keys", sjs, user, userapi.UsageSelfSigning)
+		if err != nil {
+			continue
+		}
+		if err := gomatrixserverlib.VerifyJSON(user, gomatrixserverlib.KeyID(mk.KeyID), mk.PublicKey, sk.Raw); err != nil {
+			continue
+		}
+		if outS == nil {
+			outS = map[string]json.RawMessage{}
+		}
+		outS[user] = sjs
+	}
+	return outM, outS
 }
 
 // deviceKeysOK reports whether keys is a device keys object of user's

@@ -49,6 +49,10 @@ type (
 	ClientTxn         = types.ClientTxn
 	StreamPositions   = types.StreamPositions
 	Profile           = types.Profile
+	CrossSigningKey   = types.CrossSigningKey
+	// CrossSigningSignature is a signature of a cross-signing key on a
+	// device or on another user's master key.
+	CrossSigningSignature = types.CrossSigningSignature
 )
 
 // Re-exported constants of storage/types.
@@ -273,8 +277,9 @@ type Accounts interface {
 	StoreDevice(ctx context.Context, d Device) error
 	// Devices lists a user's devices, sorted by device ID.
 	Devices(ctx context.Context, userID string) ([]Device, error)
-	// DeleteDevice deletes a device with its access tokens, device keys,
-	// key packages, to-device inbox, sync positions, client transactions
+	// DeleteDevice deletes a device with its access tokens, device keys
+	// (and the cross-signing signatures on them), key packages, to-device
+	// inbox, sync positions, client transactions
 	// (event sends and to-device transactions it made), in one
 	// transaction, so that a device re-created with the same ID starts
 	// afresh (its transaction IDs are not replays). The key IDs its claims
@@ -305,6 +310,31 @@ type DeviceKeyStore interface {
 	// the device key change stream without storing keys: a remote user's
 	// m.device_list_update (SPEC-NOTES §12), listed by /sync.
 	RecordDeviceKeyChange(ctx context.Context, userID string) error
+}
+
+// CrossSigning keeps users' cross-signing keys (master, self_signing,
+// user_signing; the JSON objects as uploaded) and the signatures uploaded
+// through /keys/signatures/upload. A signature is keyed by (signer user,
+// signer key ID, target user, target key ID): the target key ID is a
+// device ID for a signed device and the public key (the part after
+// "ed25519:") for a signed master key. Storing a user's keys or a
+// signature on a user's keys records a device key change of that user
+// (DeviceKeyChangesSince), so that /sync lists them in
+// device_lists.changed.
+type CrossSigning interface {
+	// StoreCrossSigningKeys stores the keys in one transaction, each
+	// replacing the stored key of its user and usage.
+	StoreCrossSigningKeys(ctx context.Context, keys []CrossSigningKey) error
+	// CrossSigningKeys returns a user's keys, usage -> JSON (empty when
+	// none).
+	CrossSigningKeys(ctx context.Context, userID string) (map[string][]byte, error)
+	// StoreCrossSigningSignatures stores the signatures in one
+	// transaction, each replacing the stored one of its key.
+	StoreCrossSigningSignatures(ctx context.Context, sigs []CrossSigningSignature) error
+	// CrossSigningSignatures returns the signatures on the keys and
+	// devices of targetUserID, sorted by target key ID, signer user,
+	// signer key ID.
+	CrossSigningSignatures(ctx context.Context, targetUserID string) ([]CrossSigningSignature, error)
 }
 
 // SyncPositions keeps, per device and stream, the position up to which the
@@ -367,6 +397,7 @@ type Changes interface {
 type Database interface {
 	Accounts
 	DeviceKeyStore
+	CrossSigning
 	SyncPositions
 	Rooms
 	Events

@@ -18,12 +18,23 @@ func (s *Service) IsLocal(userID string) bool {
 	return checkUserID("user_id", userID) == nil && s.isLocal(userID)
 }
 
+// LocalKeys is the answer of POST /_matrix/federation/v1/user/keys/query
+// (the Matrix spec's shape): device keys and the users' master and
+// self-signing keys (never user-signing keys over federation).
+type LocalKeys struct {
+	DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+	MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+	SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
+}
+
 // QueryLocalKeys answers POST /_matrix/federation/v1/user/keys/query:
 // user ID -> device IDs (empty: all) to user ID -> device ID -> device
-// keys, as LocalDeviceKeys. User IDs of other servers and malformed ones
-// are left out; an unknown local user is answered with {}.
-func (s *Service) QueryLocalKeys(ctx context.Context, req map[string][]string) (map[string]map[string]json.RawMessage, error) {
-	out := map[string]map[string]json.RawMessage{}
+// keys, as LocalDeviceKeys (uploaded signatures merged in), with each
+// user's master and self-signing keys (LocalCrossSigningKeys). User IDs
+// of other servers and malformed ones are left out; an unknown local user
+// is answered with {}.
+func (s *Service) QueryLocalKeys(ctx context.Context, req map[string][]string) (*LocalKeys, error) {
+	out := &LocalKeys{DeviceKeys: map[string]map[string]json.RawMessage{}, MasterKeys: map[string]json.RawMessage{}, SelfSigningKeys: map[string]json.RawMessage{}}
 	for _, userID := range sortedKeys(req) {
 		if !s.IsLocal(userID) {
 			continue
@@ -32,7 +43,17 @@ func (s *Service) QueryLocalKeys(ctx context.Context, req map[string][]string) (
 		if err != nil {
 			return nil, err
 		}
-		out[userID] = m
+		out.DeviceKeys[userID] = m
+		cs, err := s.LocalCrossSigningKeys(ctx, userID, false)
+		if err != nil {
+			return nil, err
+		}
+		if k, ok := cs[UsageMaster]; ok {
+			out.MasterKeys[userID] = k
+		}
+		if k, ok := cs[UsageSelfSigning]; ok {
+			out.SelfSigningKeys[userID] = k
+		}
 	}
 	return out, nil
 }

@@ -399,12 +399,17 @@ type QueryKeysRequest struct {
 	// DeviceKeys is user ID -> device IDs (empty: all devices).
 	DeviceKeys map[string][]string `json:"device_keys"`
 	Timeout    *int64              `json:"timeout,omitempty"`
+	// Caller is the user asking (set by the handler, not from the body):
+	// its own user_signing_keys are answered.
+	Caller string `json:"-"`
 }
 
 // QueryKeys returns the device keys of the users asked for (POST
 // /keys/query): local users' stored device keys (with
-// unsigned.device_display_name), unknown local users as {}, remote users
-// through Remote; a remote server that fails (or any, while Remote is nil)
+// unsigned.device_display_name and the uploaded cross-signing signatures)
+// and cross-signing keys (LocalCrossSigningKeys; user_signing only of
+// req.Caller), unknown local users as {}, remote users through Remote
+// (their master and self-signing keys too); a remote server that fails (or any, while Remote is nil)
 // is listed in failures.
 func (s *Service) QueryKeys(ctx context.Context, req QueryKeysRequest) (*QueryKeysResponse, error) {
 	out := &QueryKeysResponse{DeviceKeys: map[string]map[string]json.RawMessage{}, Failures: map[string]json.RawMessage{}}
@@ -426,6 +431,11 @@ func (s *Service) QueryKeys(ctx context.Context, req QueryKeysRequest) (*QueryKe
 			return nil, err
 		}
 		out.DeviceKeys[userID] = m
+		cs, err := s.LocalCrossSigningKeys(ctx, userID, userID == req.Caller)
+		if err != nil {
+			return nil, err
+		}
+		out.addCrossSigningKeys(userID, cs)
 	}
 	for srv, users := range remote {
 		if s.cfg.Remote == nil {
@@ -442,6 +452,13 @@ func (s *Service) QueryKeys(ctx context.Context, req QueryKeysRequest) (*QueryKe
 				out.DeviceKeys[userID] = devs
 			}
 		}
+		for usage, keys := range map[string]map[string]json.RawMessage{UsageMaster: resp.MasterKeys, UsageSelfSigning: resp.SelfSigningKeys} {
+			for userID, js := range keys {
+				if _, asked := users[userID]; asked && serverOf(userID) == srv {
+					out.addCrossSigningKeys(userID, map[string]json.RawMessage{usage: js})
+				}
+			}
+		}
 	}
 	return out, nil
 }
@@ -454,7 +471,8 @@ func failure(status int, message string) json.RawMessage {
 
 // LocalDeviceKeys returns a local user's device keys (devices empty: all),
 // device ID -> the uploaded device_keys object with
-// unsigned.device_display_name added when the device has one. Federation's
+// unsigned.device_display_name added when the device has one and the
+// signatures uploaded through /keys/signatures/upload merged in. Federation's
 // user/keys/query answers with it.
 func (s *Service) LocalDeviceKeys(ctx context.Context, userID string, devices []string) (map[string]json.RawMessage, error) {
 	keys, err := s.cfg.Store.DeviceKeys(ctx, userID, devices)
@@ -473,14 +491,27 @@ func (s *Service) LocalDeviceKeys(ctx context.Context, userID string, devices []
 	for _, d := range devs {
 		names[d.DeviceID] = d.DisplayName
 	}
+	sigs, err := s.cfg.Store.CrossSigningSignatures(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("reading signatures on keys of %s: %w", userID, err)
+	}
 	for _, k := range keys {
 		if len(k.KeysJSON) == 0 {
 			continue
 		}
-		obj := k.KeysJSON
+		var on []storage.CrossSigningSignature
+		for _, sg := range sigs {
+			if sg.TargetKeyID == k.DeviceID {
+				on = append(on, sg)
+			}
+		}
+		obj, err := mergeSignatures(k.KeysJSON, on)
+		if err != nil {
+			return nil, fmt.Errorf("stored device keys of %s/%s: %w", userID, k.DeviceID, err)
+		}
 		if name := names[k.DeviceID]; name != "" {
 			var m map[string]json.RawMessage
-			if err := json.Unmarshal(k.KeysJSON, &m); err != nil {
+			if err := json.Unmarshal(obj, &m); err != nil {
 				return nil, fmt.Errorf("stored device keys of %s/%s: %w", userID, k.DeviceID, err)
 			}
 			unsigned, _ := json.Marshal(map[string]string{"device_display_name": name})

@@ -55,10 +55,16 @@ type Config struct {
 
 // QueryKeysResponse is the answer of a device key query (POST
 // /keys/query, and the federation user/keys/query): user ID -> device ID
-// -> the device keys JSON, and the servers that could not be reached.
+// -> the device keys JSON (signatures uploaded through
+// /keys/signatures/upload merged in), the users' cross-signing keys (user
+// ID -> CrossSigningKey; user_signing_keys only of the caller), and the
+// servers that could not be reached.
 type QueryKeysResponse struct {
-	DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
-	Failures   map[string]json.RawMessage            `json:"failures"`
+	DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+	MasterKeys      map[string]json.RawMessage            `json:"master_keys,omitempty"`
+	SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys,omitempty"`
+	UserSigningKeys map[string]json.RawMessage            `json:"user_signing_keys,omitempty"`
+	Failures        map[string]json.RawMessage            `json:"failures"`
 }
 
 // Remote reaches users on other servers (the federation issue implements

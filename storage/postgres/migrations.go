@@ -52,6 +52,7 @@ func migrations() []migration {
 			claimedKeyIDsSchema, toDeviceTxnsSchema,
 		}},
 		{7, "answers of federation transactions", []string{federationTxnResultDelta}},
+		{8, "cross-signing keys and signatures", []string{crossSigningKeysSchema, crossSigningSigsSchema}},
 	}
 }
 

@@ -23,33 +23,35 @@ import (
 type Database struct {
 	db *sql.DB
 
-	rooms          *roomsTable
-	events         *eventsTable
-	edges          *edgesTable
-	eventState     *eventStateTable
-	extremities    *extremitiesTable
-	currentState   *currentStateTable
-	oneTimeKeys    *oneTimeKeysTable
-	fallbackKeys   *fallbackKeysTable
-	pendingCommits *pendingCommitsTable
-	windows        *windowsTable
-	federationTxns *federationTxnsTable
-	outbound       *outboundQueueTable
-	serverKeys     *serverKeysTable
-	toDevice       *toDeviceTable
-	membership     *membershipTable
-	users          *usersTable
-	devices        *devicesTable
-	accessTokens   *accessTokensTable
-	deviceKeys     *deviceKeysTable
-	credentials    *credentialsTable
-	syncPositions  *syncPositionsTable
-	clientTxns     *clientTxnsTable
-	keyChanges     *keyChangesTable
-	filters        *filtersTable
-	profiles       *profilesTable
-	claimedKeyIDs  *claimedKeyIDsTable
-	toDeviceTxns   *toDeviceTxnsTable
+	rooms            *roomsTable
+	events           *eventsTable
+	edges            *edgesTable
+	eventState       *eventStateTable
+	extremities      *extremitiesTable
+	currentState     *currentStateTable
+	oneTimeKeys      *oneTimeKeysTable
+	fallbackKeys     *fallbackKeysTable
+	pendingCommits   *pendingCommitsTable
+	windows          *windowsTable
+	federationTxns   *federationTxnsTable
+	outbound         *outboundQueueTable
+	serverKeys       *serverKeysTable
+	toDevice         *toDeviceTable
+	membership       *membershipTable
+	users            *usersTable
+	devices          *devicesTable
+	accessTokens     *accessTokensTable
+	deviceKeys       *deviceKeysTable
+	credentials      *credentialsTable
+	syncPositions    *syncPositionsTable
+	clientTxns       *clientTxnsTable
+	keyChanges       *keyChangesTable
+	filters          *filtersTable
+	profiles         *profilesTable
+	claimedKeyIDs    *claimedKeyIDsTable
+	toDeviceTxns     *toDeviceTxnsTable
+	crossSigningKeys *crossSigningKeysTable
+	crossSigningSigs *crossSigningSigsTable
 
 	// changes fans notifications out to this process's subscribers, fed by
 	// a LISTEN on channel started at the first subscription.
@@ -168,6 +170,12 @@ func (d *Database) prepare(ctx context.Context) error {
 		return err
 	}
 	if d.toDeviceTxns, err = prepareToDeviceTxnsTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.crossSigningKeys, err = prepareCrossSigningKeysTable(ctx, d.db); err != nil {
+		return err
+	}
+	if d.crossSigningSigs, err = prepareCrossSigningSigsTable(ctx, d.db); err != nil {
 		return err
 	}
 	return nil

@@ -48,7 +48,7 @@ func (d *Database) DeleteDevice(ctx context.Context, userID, deviceID string) er
 			d.devices.deleteDevice, d.accessTokens.deleteDeviceTokens, d.deviceKeys.deleteKeys,
 			d.credentials.deleteCredentials, d.oneTimeKeys.deleteDevice, d.fallbackKeys.deleteDevice,
 			d.toDevice.deleteDevice, d.syncPositions.deletePositions, d.clientTxns.deleteDevice,
-			d.toDeviceTxns.deleteDevice,
+			d.toDeviceTxns.deleteDevice, d.crossSigningSigs.deleteSigsOn,
 		} {
 			if err := del(ctx, tx, userID, deviceID); err != nil {
 				return err

@@ -92,6 +92,7 @@ func Run(t *testing.T, b Backend) {
 		{"DeviceReuse", testDeviceReuse},
 		{"DeviceAccessTokens", testDeviceAccessTokens},
 		{"DeviceKeys", testDeviceKeys},
+		{"CrossSigning", testCrossSigning},
 		{"SyncPositions", testSyncPositions},
 		{"ConditionalStore", testConditionalStore},
 		{"ClientTxns", testClientTxns},

@@ -306,3 +306,26 @@ type StreamPositions struct {
 type Profile struct {
 	DisplayName, AvatarURL string
 }
+
+// CrossSigningKey is one of a user's cross-signing keys: Usage is
+// "master", "self_signing" or "user_signing" and KeyJSON the uploaded
+// CrossSigningKey object as given (with the signatures it was uploaded
+// with).
+type CrossSigningKey struct {
+	UserID  string
+	Usage   string
+	KeyJSON []byte
+}
+
+// CrossSigningSignature is a signature uploaded through
+// /keys/signatures/upload: the key SignerKeyID ("ed25519:<pubkey>") of
+// SignerUserID signed the key or device TargetKeyID (a device ID, or a
+// cross-signing key's "<pubkey>") of TargetUserID; Signature is the
+// unpadded base64 signature.
+type CrossSigningSignature struct {
+	SignerUserID string
+	SignerKeyID  string
+	TargetUserID string
+	TargetKeyID  string
+	Signature    string
+}
