@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -62,6 +63,17 @@ func TestCrossSigningOverFederation(t *testing.T) {
 	status, got := a.do(t, "b.test", http.MethodPost, "/_matrix/federation/v1/user/keys/query", map[string]any{"device_keys": map[string][]string{bob.userID: {}}}, &raw)
 	if status != http.StatusOK || raw["master_keys"] == nil || raw["self_signing_keys"] == nil || raw["user_signing_keys"] != nil {
 		t.Errorf("answer %d %s", status, got)
+	}
+
+	// /user/devices carries the master and self-signing keys too, and
+	// never the user-signing key.
+	var devs map[string]json.RawMessage
+	status, got = a.do(t, "b.test", http.MethodGet, "/_matrix/federation/v1/user/devices/"+url.PathEscape(bob.userID), nil, &devs)
+	if status != http.StatusOK || devs["master_key"] == nil || devs["self_signing_key"] == nil || devs["user_signing_key"] != nil {
+		t.Errorf("user/devices answer %d %s", status, got)
+	}
+	if dm, err := userapi.ParseCrossSigningKey("master", devs["master_key"], bob.userID, "master"); err != nil || dm.KeyID != master.KeyID {
+		t.Errorf("user/devices master key %s: %v", devs["master_key"], err)
 	}
 
 	// The client API path of a's users hands them on.

@@ -102,11 +102,15 @@ type UserDevicesResponse struct {
 	UserID   string       `json:"user_id"`
 	StreamID int64        `json:"stream_id"`
 	Devices  []UserDevice `json:"devices"`
+	// MasterKey and SelfSigningKey are the user's cross-signing keys
+	// (with the signatures stored on the master key), when uploaded.
+	MasterKey      json.RawMessage `json:"master_key,omitempty"`
+	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
 }
 
 // LocalUserDevices lists a local user's devices that have uploaded device
 // keys, by device ID, with their keys (as LocalDeviceKeys) and display
-// names; stream_id is the position of the device-key change stream (it
+// names, and the user's master and self-signing keys; stream_id is the position of the device-key change stream (it
 // grows with every change of any user's device keys). A user of another
 // server is 404 M_NOT_FOUND; an unknown local user has no devices.
 func (s *Service) LocalUserDevices(ctx context.Context, userID string) (*UserDevicesResponse, error) {
@@ -133,6 +137,11 @@ func (s *Service) LocalUserDevices(ctx context.Context, userID string) (*UserDev
 	for _, dev := range sortedKeys(keys) {
 		out.Devices = append(out.Devices, UserDevice{DeviceID: dev, Keys: keys[dev], DeviceDisplayName: names[dev]})
 	}
+	cs, err := s.LocalCrossSigningKeys(ctx, userID, false)
+	if err != nil {
+		return nil, err
+	}
+	out.MasterKey, out.SelfSigningKey = cs[UsageMaster], cs[UsageSelfSigning]
 	return out, nil
 }
 
