@@ -2,7 +2,6 @@ package clientapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -119,23 +118,7 @@ func (rq *request) body() ([]byte, error) {
 }
 
 // decodeJSON decodes body into v with the errors of decode.
-func decodeJSON(body []byte, v any) error {
-	if !json.Valid(body) {
-		return matrixerr.NotJSON("request body is not valid JSON")
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field := te.Field
-			if field == "" {
-				field = "(body)"
-			}
-			return matrixerr.BadJSON("%s: expected %s, got JSON %s", field, te.Type, te.Value)
-		}
-		return matrixerr.BadJSON("%v", err)
-	}
-	return nil
-}
+func decodeJSON(body []byte, v any) error { return matrixerr.DecodeJSON(body, v) }
 
 // queryInt reads an optional non-negative integer query parameter.
 func (rq *request) queryInt(name string, def int64) (int64, error) {
@@ -151,28 +134,15 @@ func (rq *request) queryInt(name string, def int64) (int64, error) {
 }
 
 // writeJSON writes body as JSON with status.
-func writeJSON(w http.ResponseWriter, status int, body any) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"errcode":"M_UNKNOWN","error":"encoding the response failed"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, status int, body any) { matrixerr.WriteJSON(w, status, body) }
 
-// writeError is the one place Matrix errors are written: a *matrixerr.Error
-// as it is, anything else as 500 M_UNKNOWN (logged, not shown).
+// writeError is the one place Matrix errors are written
+// (matrixerr.Write); internal failures are logged, not shown.
 func (a *API) writeError(w http.ResponseWriter, req *http.Request, err error) {
-	if me := matrixerr.As(err); me != nil {
-		writeJSON(w, me.Status, me)
-		return
+	if matrixerr.Write(w, err) {
+		a.cfg.Logger.Error("client API request failed", slog.String("method", req.Method),
+			slog.String("path", req.URL.Path), slog.Any("error", err))
 	}
-	a.cfg.Logger.Error("client API request failed", slog.String("method", req.Method),
-		slog.String("path", req.URL.Path), slog.Any("error", err))
-	writeJSON(w, http.StatusInternalServerError, matrixerr.New(http.StatusInternalServerError, matrixerr.CodeUnknown, "internal error"))
 }
 
 // unrecognized answers endpoints this API does not have.
