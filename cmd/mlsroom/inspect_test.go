@@ -696,7 +696,7 @@ func TestRunUsage(t *testing.T) {
 // hands run's exit status and output through.
 func TestBinary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("skipped under -short because it builds the binary; make test and CI run without -short")
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
