@@ -2,8 +2,6 @@ package roomserver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,7 +110,7 @@ func (s *Server) ReceivePDUs(ctx context.Context, origin string, pdus []json.Raw
 
 // receivePDU takes in one PDU.
 func (s *Server) receivePDU(ctx context.Context, origin string, raw json.RawMessage) (PDUResult, error) {
-	res := PDUResult{EventID: referenceID(raw)}
+	res := PDUResult{EventID: roomversion.ReferenceIDOf(raw)}
 	in := &ingest{s: s, origin: origin, authBudget: s.cfg.MaxFetchPerPDU, prevBudget: s.cfg.MaxFetchPerPDU,
 		cache: map[string]json.RawMessage{}, visiting: map[string]bool{}, askedAuth: map[string]bool{}}
 	out, err := in.receive(ctx, raw, &res)
@@ -311,7 +309,7 @@ func (in *ingest) cacheEvents(evs []json.RawMessage) {
 		if len(in.cache) >= 2*in.s.cfg.MaxFetchPerPDU {
 			return
 		}
-		if id := referenceID(b); id != "" {
+		if id := roomversion.ReferenceIDOf(b); id != "" {
 			in.cache[id] = b
 		}
 	}
@@ -693,26 +691,4 @@ func (w withEvent) Event(id string) *roomversion.Event {
 		return w.ev
 	}
 	return w.room.Event(id)
-}
-
-// referenceID computes an event ID (reference hash, SPEC-NOTES §2) from
-// raw event JSON that may not parse, for reporting; "" if it is not a JSON
-// object.
-func referenceID(raw []byte) string {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil || m == nil {
-		return ""
-	}
-	delete(m, "signatures")
-	delete(m, "unsigned")
-	b, err := json.Marshal(m)
-	if err != nil {
-		return ""
-	}
-	red, err := roomversion.RedactJSON(b)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(red)
-	return "$" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -432,3 +432,27 @@ func TestCanonicalStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceIDOf: the reference hash of raw JSON is the event ID Parse
+// computes, with or without unsigned; "" for what is not a JSON object.
+func TestReferenceIDOf(t *testing.T) {
+	for _, k := range []EventKind{EventCreate, EventCommit, EventEncrypted} {
+		b := builder(t, V1, k)
+		ev, err := b.Build(context.Background(), testKeyID, testKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ReferenceIDOf(ev.JSON()); got != ev.EventID() {
+			t.Fatalf("%v: ReferenceIDOf %s, event ID %s", k, got, ev.EventID())
+		}
+		withUnsigned := append(bytes.TrimSuffix(ev.JSON(), []byte("}")), []byte(`,"unsigned":{"age":5}}`)...)
+		if got := ReferenceIDOf(withUnsigned); got != ev.EventID() {
+			t.Fatalf("%v with unsigned: %s, want %s", k, got, ev.EventID())
+		}
+	}
+	for _, raw := range []string{`null`, `[1]`, `"x"`, `{`} {
+		if got := ReferenceIDOf([]byte(raw)); got != "" {
+			t.Fatalf("%s: %q", raw, got)
+		}
+	}
+}

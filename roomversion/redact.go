@@ -1,6 +1,11 @@
 package roomversion
 
-import "fmt"
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+)
 
 // redactionKeeps reports whether redaction keeps a top-level key
 // (SPEC-NOTES §2): those of room version 11 (event_id, type, room_id,
@@ -57,4 +62,27 @@ func RedactJSON(eventJSON []byte) ([]byte, error) {
 	}
 	v.obj = kept
 	return appendCanonical(make([]byte, 0, len(eventJSON)), &v), nil
+}
+
+// ReferenceIDOf computes the event ID (reference hash, SPEC-NOTES §2: "$" +
+// URL-safe unpadded base64 of SHA-256 of the redacted event without
+// signatures and unsigned) of raw event JSON that may not parse as an
+// event, to name it when refusing it; "" when it is not a JSON object.
+func ReferenceIDOf(raw []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return ""
+	}
+	delete(m, "signatures")
+	delete(m, "unsigned")
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	red, err := RedactJSON(b)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(red)
+	return "$" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

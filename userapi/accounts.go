@@ -426,25 +426,9 @@ func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string, req
 	if _, err := s.device(ctx, userID, deviceID); err != nil {
 		return err
 	}
-	if a := req.Auth; a != nil {
-		if a.Type != LoginPassword {
-			return s.authRequired(LoginPassword, matrixerr.CodeUnrecognized, fmt.Sprintf("auth type %q is not offered; use %s", a.Type, LoginPassword))
-		}
-		who := userID
-		if a.Identifier != nil || a.User != "" {
-			var err error
-			if who, err = s.loginUser(a.Identifier, a.User); err != nil {
-				return err
-			}
-		}
-		if who != userID {
-			return s.authRequired(LoginPassword, matrixerr.CodeForbidden, "auth names another user than the caller")
-		}
-		if err := s.checkUserPassword(ctx, userID, a.Password); err != nil {
-			if matrixerr.As(err) == nil {
-				return err
-			}
-			return s.authRequired(LoginPassword, matrixerr.CodeForbidden, "invalid password")
+	if req.Auth != nil {
+		if err := s.passwordAuth(ctx, userID, req.Auth); err != nil {
+			return err
 		}
 	}
 	if err := s.deviceListUpdate(ctx, userID, deviceID, true, nil); err != nil {

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -226,7 +224,7 @@ func (c *checker) check(line []byte) (checkVerdict, error) {
 		if !errors.As(err, &ae) {
 			return checkVerdict{}, fmt.Errorf("not an event of room version %s: %w", c.version, err)
 		}
-		return checkVerdict{EventID: checkReferenceID(line), Rule: ae.Rule, Reason: ae.Reason, SoftFailed: false}, nil
+		return checkVerdict{EventID: roomversion.ReferenceIDOf(line), Rule: ae.Rule, Reason: ae.Reason, SoftFailed: false}, nil
 	}
 	id := ev.EventID()
 	if v, ok := c.verdicts[id]; ok {
@@ -394,26 +392,4 @@ func (c *checker) resolve(x, y *roomversion.Event) *roomversion.Event {
 // (byte-identical ciphertext).
 func checkEquivalent(a, b *roomversion.Event) bool {
 	return a.EventID() == b.EventID() || bytes.Equal(a.Ciphertext(), b.Ciphertext())
-}
-
-// checkReferenceID returns the reference hash of an event's JSON ("$" +
-// URL-safe unpadded base64 of SHA-256 of the redacted event without
-// signatures and unsigned), or "" when it cannot be computed.
-func checkReferenceID(line []byte) string {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(line, &m) != nil {
-		return ""
-	}
-	delete(m, "signatures")
-	delete(m, "unsigned")
-	b, err := json.Marshal(m)
-	if err != nil {
-		return ""
-	}
-	red, err := roomversion.RedactJSON(b)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(red)
-	return "$" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -235,7 +235,7 @@ func (rr *roomResolver) take(line []byte, out *resolveOutput) (checkVerdict, err
 		if !errors.As(err, &ae) {
 			return checkVerdict{}, fmt.Errorf("not an event of room version %s: %w", rr.version, err)
 		}
-		v := checkVerdict{EventID: checkReferenceID(line), Rule: ae.Rule, Reason: ae.Reason, SoftFailed: false}
+		v := checkVerdict{EventID: roomversion.ReferenceIDOf(line), Rule: ae.Rule, Reason: ae.Reason, SoftFailed: false}
 		out.Rejected = append(out.Rejected, resolveRejected{EventID: v.EventID, Rule: v.Rule, Reason: v.Reason})
 		return v, nil
 	}
