@@ -279,7 +279,7 @@ func checkCreate(ev *roomversion.Event, hasStateKey bool) error {
 		return reject("3.3", fmt.Sprintf("room version %q is not an MLS room version", string(c.RoomVersion)))
 	}
 	// 3.4
-	if d := roomDomain(ev.RoomID().String()); ev.Origin() != d {
+	if d := roomversion.Domain(ev.RoomID().String()); ev.Origin() != d {
 		return reject("3.4", fmt.Sprintf("origin %s is not the room ID's domain %s", ev.Origin(), d))
 	}
 	// 3.5 (with SPEC-NOTES §4's reading of encryption_algorithm)
@@ -296,7 +296,7 @@ func checkCreate(ev *roomversion.Event, hasStateKey bool) error {
 // (nil: the genesis commit).
 func checkCommit(ev *roomversion.Event, hasStateKey bool, authCommit *roomversion.Event, prev *fedmap.Federation, roomID string, h *mls.Header) error {
 	origin, epoch := ev.Origin(), ev.Epoch()
-	domain := roomDomain(roomID)
+	domain := roomversion.Domain(roomID)
 	// 9.1
 	if !hasStateKey {
 		return reject("9.1", "the commit has no state key")
@@ -436,12 +436,6 @@ func serverList(rule, name string, list []string) error {
 		}
 	}
 	return nil
-}
-
-// roomDomain returns the part of a room ID after the first ':'.
-func roomDomain(roomID string) string {
-	_, d, _ := strings.Cut(roomID, ":")
-	return d
 }
 
 // contains reports whether list holds s.

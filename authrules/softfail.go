@@ -70,7 +70,7 @@ func CheckSoftFail(ev *roomversion.Event, room Room) (*SoftFail, error) {
 
 	// (a)
 	if extends {
-		domain := roomDomain(create.RoomID().String())
+		domain := roomversion.Domain(create.RoomID().String())
 		servers, from := []string{domain}, "the genesis commit (the room ID's domain)"
 		if cur != nil {
 			fm, err := cur.FederationMap()
@@ -135,7 +135,7 @@ func CheckSoftFail(ev *roomversion.Event, room Room) (*SoftFail, error) {
 		// when its auth commit is off the mainline.
 		return nil, fmt.Errorf("authrules: soft-fail: no fork commit found for %s", ev.EventID())
 	}
-	powers, pName := []string{roomDomain(create.RoomID().String())}, "the genesis commit"
+	powers, pName := []string{roomversion.Domain(create.RoomID().String())}, "the genesis commit"
 	var wEpoch uint64
 	if p != nil {
 		fm, err := p.FederationMap()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/mlsmode/mlsmode/matrixerr"
 	"github.com/mlsmode/mlsmode/roomversion"
@@ -56,12 +55,6 @@ func eventIDs(evs []*storage.StoredEvent) []string {
 	return out
 }
 
-// roomDomain is the server part of a room ID.
-func roomDomain(roomID string) string {
-	_, d, _ := strings.Cut(roomID, ":")
-	return d
-}
-
 // authorize checks that origin is in `servers` of roomID's current commit
 // (SPEC-NOTES §12; before the epoch-0 commit, the virtual genesis commit's
 // servers: the room ID's domain). Unknown rooms are 404 M_NOT_FOUND, other
@@ -74,7 +67,7 @@ func (a *API) authorize(ctx context.Context, origin, roomID string) error {
 	if err != nil {
 		return fmt.Errorf("federation: loading the state of %s: %w", roomID, err)
 	}
-	servers := []string{roomDomain(roomID)}
+	servers := []string{roomversion.Domain(roomID)}
 	if cs.CommitID != "" {
 		commit, err := a.cfg.Store.Event(ctx, cs.CommitID)
 		if err != nil {

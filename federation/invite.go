@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/mlsmode/mlsmode/matrixerr"
 	"github.com/mlsmode/mlsmode/roomserver"
@@ -61,7 +60,7 @@ func (c *Client) Invite(ctx context.Context, inv roomserver.RemoteInvite) error 
 	if inv.Create == nil || inv.Commit == nil {
 		return matrixerr.Forbidden("the room has no commit yet: the epoch-0 commit must name the invitee's server in servers first")
 	}
-	dest := userServer(inv.Invitee)
+	dest := roomversion.Domain(inv.Invitee)
 	sum := sha256.Sum256([]byte(inv.Inviter + "\x00" + inv.Invitee + "\x00" + inv.Commit.EventID()))
 	txnID := base64.RawURLEncoding.EncodeToString(sum[:16])
 	body := inviteBody{RoomVersion: string(inv.RoomVersion), Inviter: inv.Inviter, Invitee: inv.Invitee,
@@ -111,10 +110,4 @@ func (r RoomRemote) SendEvent(ctx context.Context, ev *roomversion.Event, destin
 // Invite sends a remote invite.
 func (r RoomRemote) Invite(ctx context.Context, inv roomserver.RemoteInvite) error {
 	return r.Client.Invite(ctx, inv)
-}
-
-// userServer is the server name of a user ID.
-func userServer(userID string) string {
-	_, server, _ := strings.Cut(userID, ":")
-	return server
 }

@@ -36,10 +36,10 @@ func (s *Server) ReceiveInvite(ctx context.Context, origin string, inv ReceivedI
 	if s.cfg.Keys == nil {
 		return errors.New("roomserver: receiving invites needs Config.Keys")
 	}
-	if !validUserID(inv.Invitee) || serverOf(inv.Invitee) != s.cfg.ServerName {
+	if !validUserID(inv.Invitee) || roomversion.Domain(inv.Invitee) != s.cfg.ServerName {
 		return matrixerr.Forbidden("invitee %q is not a user of this server", inv.Invitee)
 	}
-	if !validUserID(inv.Inviter) || serverOf(inv.Inviter) != origin {
+	if !validUserID(inv.Inviter) || roomversion.Domain(inv.Inviter) != origin {
 		return matrixerr.Forbidden("inviter %q is not a user of the sending server %s", inv.Inviter, origin)
 	}
 	v, err := roomversion.Lookup(inv.RoomVersion)

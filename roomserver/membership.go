@@ -142,7 +142,7 @@ func (s *Server) InviteUser(ctx context.Context, inviter, roomID, invitee string
 	if err != nil {
 		return err
 	}
-	srv := serverOf(invitee)
+	srv := roomversion.Domain(invitee)
 	if !slices.Contains(fed.Servers, srv) {
 		return matrixerr.Forbidden("%s's server %s is not in servers of the room's current commit: commit a servers list that holds it first", invitee, srv)
 	}

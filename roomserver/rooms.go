@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/mlsmode/mlsmode/authrules"
@@ -123,7 +122,7 @@ func (r *room) wrongEpoch(format string, args ...any) error {
 func (r *room) federation() (fedmap.Federation, error) {
 	c := r.mem.Commit()
 	if c == nil {
-		d := roomDomain(r.id)
+		d := roomversion.Domain(r.id)
 		return fedmap.Federation{Powers: []string{d}, Servers: []string{d}}, nil
 	}
 	m, err := c.FederationMap()
@@ -144,16 +143,4 @@ func (r *room) onMainline(c *roomversion.Event) *roomversion.Event {
 		return m
 	}
 	return nil
-}
-
-// roomDomain is the part of a room ID after the first ':'.
-func roomDomain(roomID string) string {
-	_, d, _ := strings.Cut(roomID, ":")
-	return d
-}
-
-// serverOf is the server name of a user ID.
-func serverOf(userID string) string {
-	_, d, _ := strings.Cut(userID, ":")
-	return d
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mlsmode/mlsmode/matrixerr"
+	"github.com/mlsmode/mlsmode/roomversion"
 	"github.com/mlsmode/mlsmode/storage"
 )
 
@@ -319,7 +320,7 @@ func (s *Server) syncOnce(ctx context.Context, req SyncRequest, since syncToken,
 				resp.DeviceListsChanged = append(resp.DeviceListsChanged, u)
 				continue
 			}
-			srv := serverOf(u)
+			srv := roomversion.Domain(u)
 			if srv == "" || srv == s.cfg.ServerName {
 				continue
 			}

@@ -456,3 +456,11 @@ func TestReferenceIDOf(t *testing.T) {
 		}
 	}
 }
+
+func TestDomain(t *testing.T) {
+	for id, want := range map[string]string{"!r:a.example": "a.example", "@u:b.example:8448": "b.example:8448", "!noserver": "", "": ""} {
+		if got := Domain(id); got != want {
+			t.Fatalf("Domain(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

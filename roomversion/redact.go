@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // redactionKeeps reports whether redaction keeps a top-level key
@@ -85,4 +86,12 @@ func ReferenceIDOf(raw []byte) string {
 	}
 	sum := sha256.Sum256(red)
 	return "$" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// Domain is the server name of a room or user ID: the part after the first
+// ':' ("" when there is none). SPEC-NOTES §4's virtual genesis commit lists
+// the room ID's domain; an event's and a user's server are compared by it.
+func Domain(id string) string {
+	_, d, _ := strings.Cut(id, ":")
+	return d
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/mlsmode/mlsmode/client"
@@ -147,7 +146,7 @@ func (c *demoClient) commit(props []*mls.Proposal) (*roomversion.Event, *mls.Sta
 	}
 	c.staged, c.stagedWire = sc, wire
 	typ, stateKey := c.w.version.PendingCommitType(), (*string)(nil)
-	if cur := c.srv.current(); cur == nil && c.srv.name == roomDomainOf(c.w.roomID) || cur != nil && powerIndex(cur, c.srv.name) == 0 {
+	if cur := c.srv.current(); cur == nil && c.srv.name == roomversion.Domain(c.w.roomID) || cur != nil && powerIndex(cur, c.srv.name) == 0 {
 		typ, stateKey = c.w.version.CommitType(), new(string)
 	}
 	ev, err := c.srv.submit(typ, stateKey, wire, c.commitID)
@@ -330,10 +329,4 @@ func powerIndex(commit *roomversion.Event, server string) int {
 		return -1
 	}
 	return slices.Index(fm.Federation.Powers, server)
-}
-
-// roomDomainOf is the server part of a room ID.
-func roomDomainOf(roomID string) string {
-	_, domain, _ := strings.Cut(roomID, ":")
-	return domain
 }
