@@ -252,7 +252,7 @@ func Check(ev, authCommit *roomversion.Event, state State) error {
 			return reject("11", fmt.Sprintf("the message's epoch %d is not the epoch %d of commit %s plus one", epoch, authCommit.Epoch(), authCommit.EventID()))
 		}
 		// Chain rule: the auth commit is on the state's mainline.
-		if onMainline(state, authCommit) == nil {
+		if OnMainline(state, authCommit) == nil {
 			return chainMessage(authCommit, state.Commit())
 		}
 		return nil // 12

@@ -62,9 +62,9 @@ func CheckSoftFail(ev *roomversion.Event, room Room) (*SoftFail, error) {
 			return nil, fmt.Errorf("authrules: soft-fail: the room does not hold %s, the auth commit of %s", id, ev.EventID())
 		}
 	}
-	aOnMainline := a == nil || onMainline(room, a) != nil
+	aOnMainline := a == nil || OnMainline(room, a) != nil
 	extends := aOnMainline && (!isCommit || equivalent(a, cur))
-	if isCommit && aOnMainline && !extends && onMainline(room, ev) != nil {
+	if isCommit && aOnMainline && !extends && OnMainline(room, ev) != nil {
 		extends = true // a replay of a mainline commit
 	}
 
@@ -112,7 +112,7 @@ func CheckSoftFail(ev *roomversion.Event, room Room) (*SoftFail, error) {
 	}
 	var p *roomversion.Event // nil: the genesis commit
 	for c := a; c != nil; {
-		if m := onMainline(room, c); m != nil {
+		if m := OnMainline(room, c); m != nil {
 			p = m
 			break
 		}
@@ -170,7 +170,7 @@ func CheckSoftFail(ev *roomversion.Event, room Room) (*SoftFail, error) {
 		if xc == nil {
 			continue
 		}
-		if m := onMainline(room, xc); m != nil && m.Epoch() >= wEpoch {
+		if m := OnMainline(room, xc); m != nil && m.Epoch() >= wEpoch {
 			return &SoftFail{Case: SoftFailC, Reason: fmt.Sprintf("on a fork at %s that would lose: %s, origin of its commit %s, has itself built on the mainline's %s: its %s %s has auth commit %s (epoch %d)", pName, f.Origin(), f.EventID(), w.EventID(), x.Type(), x.EventID(), m.EventID(), m.Epoch())}, nil
 		}
 	}

@@ -99,10 +99,11 @@ func equivalent(a, b *roomversion.Event) bool {
 	return a == b || a.EventID() == b.EventID() || bytes.Equal(a.Ciphertext(), b.Ciphertext())
 }
 
-// onMainline returns the commit of s's mainline that c is or is equivalent
-// to, or nil. A nil c (genesis) is on every mainline; onMainline returns nil
-// for it too, so callers test c == nil first.
-func onMainline(s State, c *roomversion.Event) *roomversion.Event {
+// OnMainline returns the commit of s's mainline that c is or is equivalent
+// to (SPEC-NOTES §4: the same event or byte-identical ciphertext), or nil. A
+// nil c (genesis) is on every mainline; OnMainline returns nil for it too,
+// so callers test c == nil first.
+func OnMainline(s State, c *roomversion.Event) *roomversion.Event {
 	if c == nil {
 		return nil
 	}

@@ -1,7 +1,6 @@
 package roomserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -135,12 +134,5 @@ func (r *room) federation() (fedmap.Federation, error) {
 // onMainline returns the current mainline's commit that c is or is
 // equivalent to (SPEC-NOTES §4), or nil.
 func (r *room) onMainline(c *roomversion.Event) *roomversion.Event {
-	if c == nil {
-		return nil
-	}
-	m := r.mem.MainlineAt(c.Epoch())
-	if m != nil && (m.EventID() == c.EventID() || bytes.Equal(m.Ciphertext(), c.Ciphertext())) {
-		return m
-	}
-	return nil
+	return authrules.OnMainline(r.mem, c)
 }
