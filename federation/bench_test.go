@@ -2,125 +2,28 @@ package federation_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/mlsmode/mlsmode/clientapi"
 	"github.com/mlsmode/mlsmode/federation"
-	"github.com/mlsmode/mlsmode/federation/sender"
 	"github.com/mlsmode/mlsmode/internal/testclient"
 	"github.com/mlsmode/mlsmode/internal/testdb"
-	"github.com/mlsmode/mlsmode/roomserver"
-	"github.com/mlsmode/mlsmode/storage"
-	"github.com/mlsmode/mlsmode/userapi"
 )
 
 // newBenchStack is newStack for benchmarks, on the backend's storage (a
-// fresh SQLite file or PostgreSQL schema per server).
+// fresh SQLite file or PostgreSQL schema per server), logging warnings and
+// errors only so the benchmark's output stays readable.
 func newBenchStack(tb testing.TB, be testdb.Backend, names ...string) map[string]*homeserver {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	tb.Cleanup(cancel)
-	resolve := map[string]string{}
-	handlers := map[string]*atomic.Pointer[http.Handler]{}
-	urls := map[string]string{}
-	var transport http.RoundTripper
-	var hc *http.Client
-	for _, name := range names {
-		h := &atomic.Pointer[http.Handler]{}
-		handlers[name] = h
-		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if p := h.Load(); p != nil {
-				(*p).ServeHTTP(w, r)
-				return
-			}
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-		}))
-		srv.StartTLS()
-		tb.Cleanup(srv.Close)
-		resolve[name] = srv.Listener.Addr().String()
-		urls[name] = srv.URL
-		if transport == nil {
-			transport, hc = srv.Client().Transport, srv.Client()
-		}
-	}
-	// Warnings and errors only: the benchmark's output stays readable.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	out := map[string]*homeserver{}
-	for _, name := range names {
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		db, err := storage.Open(ctx, be.NewDSN(tb))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		hs := &homeserver{name: name, db: db, url: urls[name], client: hc}
-		if hs.fed, err = federation.New(federation.Config{ServerName: name, KeyID: testKeyID, PrivateKey: key, Store: db,
-			Transport: transport, Resolve: resolve, Logger: logger}); err != nil {
-			tb.Fatal(err)
-		}
-		if hs.sender, err = sender.New(sender.Config{ServerName: name, Store: db, Transport: hs.fed.Client(),
-			InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Logger: logger}); err != nil {
-			tb.Fatal(err)
-		}
-		if hs.rooms, err = roomserver.New(roomserver.Config{ServerName: name, KeyID: testKeyID, PrivateKey: key, Store: db,
-			Keys: hs.fed.KeyFetcher(), Fetcher: hs.fed.Fetcher(),
-			Remote: federation.RoomRemote{Events: hs.sender, Client: hs.fed.Client()}, QueuePollInterval: 100 * time.Millisecond, Logger: logger}); err != nil {
-			tb.Fatal(err)
-		}
-		remote := federation.NewUserRemote(hs.fed.Client(), hs.sender)
-		remote.Servers = hs.rooms.ServersSharedWith
-		if hs.users, err = userapi.New(userapi.Config{ServerName: name, Store: db, BcryptCost: bcrypt.MinCost,
-			Remote: remote, Logger: logger}); err != nil {
-			tb.Fatal(err)
-		}
-		hs.fed.Attach(hs.rooms, hs.users)
-		api, err := clientapi.New(clientapi.Config{ServerName: name, Rooms: hs.rooms, Users: hs.users,
-			RateLimit: clientapi.RateLimit{Disabled: true}, Logger: logger})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r := mux.NewRouter()
-		api.Register(r)
-		hs.fed.Register(r)
-		var h http.Handler = r
-		handlers[name].Store(&h)
-		if err := hs.rooms.Start(ctx); err != nil {
-			tb.Fatal(err)
-		}
-		hs.sender.Start(ctx)
-		tb.Cleanup(func() {
-			hs.sender.Stop()
-			hs.rooms.Stop()
-			_ = db.Close()
-		})
-		out[name] = hs
-	}
-	// Every outbound queue stops before any server's storage closes: a
-	// transaction still in flight when the benchmark ends (a poll can
-	// answer before /send has recorded its answer) then completes.
-	tb.Cleanup(func() {
-		for _, hs := range out {
-			hs.sender.Stop()
-		}
-	})
-	return out
+	return newStackOn(tb, func(tb testing.TB, _ string) string { return be.NewDSN(tb) }, logger, names...)
 }
 
 // benchShareRoom makes a room on creator's server whose federation map has

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -41,8 +42,16 @@ type homeserver struct {
 }
 
 // newStack starts one homeserver per name on 127.0.0.1, each reaching the
-// others over HTTPS through its Resolve map.
+// others over HTTPS through its Resolve map, each on a SQLite file of its
+// own.
 func newStack(t *testing.T, names ...string) map[string]*homeserver {
+	t.Helper()
+	return newStackOn(t, func(tb testing.TB, name string) string { return filepath.Join(tb.TempDir(), name+".db") }, nil, names...)
+}
+
+// newStackOn is newStack with each server's storage at dsn(tb, name) and
+// logger (nil: slog.Default()) for every component.
+func newStackOn(t testing.TB, dsn func(tb testing.TB, name string) string, logger *slog.Logger, names ...string) map[string]*homeserver {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -76,33 +85,33 @@ func newStack(t *testing.T, names ...string) map[string]*homeserver {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db, err := storage.Open(ctx, filepath.Join(t.TempDir(), name+".db"))
+		db, err := storage.Open(ctx, dsn(t, name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		hs := &homeserver{name: name, key: key, db: db, url: urls[name], client: hc}
 		if hs.fed, err = federation.New(federation.Config{ServerName: name, KeyID: testKeyID, PrivateKey: key, Store: db,
-			Transport: transport, Resolve: resolve}); err != nil {
+			Transport: transport, Resolve: resolve, Logger: logger}); err != nil {
 			t.Fatal(err)
 		}
 		if hs.sender, err = sender.New(sender.Config{ServerName: name, Store: db, Transport: hs.fed.Client(),
-			InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}); err != nil {
+			InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Logger: logger}); err != nil {
 			t.Fatal(err)
 		}
 		if hs.rooms, err = roomserver.New(roomserver.Config{ServerName: name, KeyID: testKeyID, PrivateKey: key, Store: db,
 			Keys: hs.fed.KeyFetcher(), Fetcher: hs.fed.Fetcher(),
-			Remote: federation.RoomRemote{Events: hs.sender, Client: hs.fed.Client()}, QueuePollInterval: 100 * time.Millisecond}); err != nil {
+			Remote: federation.RoomRemote{Events: hs.sender, Client: hs.fed.Client()}, QueuePollInterval: 100 * time.Millisecond, Logger: logger}); err != nil {
 			t.Fatal(err)
 		}
 		remote := federation.NewUserRemote(hs.fed.Client(), hs.sender)
 		remote.Servers = hs.rooms.ServersSharedWith
 		if hs.users, err = userapi.New(userapi.Config{ServerName: name, Store: db, BcryptCost: bcrypt.MinCost,
-			Remote: remote}); err != nil {
+			Remote: remote, Logger: logger}); err != nil {
 			t.Fatal(err)
 		}
 		hs.fed.Attach(hs.rooms, hs.users)
 		api, err := clientapi.New(clientapi.Config{ServerName: name, Rooms: hs.rooms, Users: hs.users,
-			RateLimit: clientapi.RateLimit{Disabled: true}})
+			RateLimit: clientapi.RateLimit{Disabled: true}, Logger: logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,6 +131,13 @@ func newStack(t *testing.T, names ...string) map[string]*homeserver {
 		})
 		out[name] = hs
 	}
+	// Every outbound queue stops before any server's storage closes: a
+	// transaction still in flight when the test ends then completes.
+	t.Cleanup(func() {
+		for _, hs := range out {
+			hs.sender.Stop()
+		}
+	})
 	return out
 }
 
