@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/mlsmode/mlsmode/internal/testclient"
+	"github.com/mlsmode/mlsmode/mls"
+	"github.com/mlsmode/mlsmode/roomversion/fedmap"
 )
 
 // fedHarness runs several federating mlsserver processes on 127.0.0.1,
@@ -441,4 +443,39 @@ func TestFedHarnessBlockKillRestart(t *testing.T) {
 			t.Fatalf("bob decrypted %q", got)
 		}
 	})
+}
+
+// threeServerRoom is the room the three-server tests start from: alice on
+// a.test creates it with federation map fm and, in one commit, adds bob
+// (b.test) and carol (c.test) with key packages claimed across servers;
+// both join from its Welcome after the invite. It returns the clients, the
+// room and the add commit.
+func (h *fedHarness) threeServerRoom(t *testing.T, fm *fedmap.Map) (alice, bob, carol *testclient.Client, roomID, addID string) {
+	t.Helper()
+	alice = h.User("a.test", "alice")
+	bob = h.User("b.test", "bob")
+	carol = h.User("c.test", "carol")
+	bob.UploadKeys(2, true)
+	carol.UploadKeys(2, true)
+	bob.Sync(0)
+	carol.Sync(0)
+	alice.Sync(0)
+
+	roomID = alice.CreateRoom(fm)
+	kpBob := alice.ClaimKeyPackage(bob.UserID, bob.DeviceID)
+	kpCarol := alice.ClaimKeyPackage(carol.UserID, carol.DeviceID)
+	add := alice.Stage(fm, []*mls.Proposal{
+		{ProposalType: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kpBob}},
+		{ProposalType: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kpCarol}},
+	})
+	addID = alice.PutCommit(roomID, add).Must(t, 200, "add commit").Str("event_id")
+	alice.AwaitCommit(roomID, addID, add)
+	if add.Welcome == nil {
+		t.Fatal("the add commit has no Welcome")
+	}
+	alice.Invite(roomID, bob.UserID, bob.DeviceID, add.Welcome)
+	alice.Invite(roomID, carol.UserID, carol.DeviceID, add.Welcome)
+	bob.JoinInvited(roomID, addID)
+	carol.JoinInvited(roomID, addID)
+	return alice, bob, carol, roomID, addID
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mlsmode/mlsmode/internal/testclient"
-	"github.com/mlsmode/mlsmode/mls"
 )
 
 // pendingClockSpeed runs the servers of the pending-commit scenario 60
@@ -32,35 +31,9 @@ func virtualToReal(d time.Duration) time.Duration { return d / pendingClockSpeed
 func TestPendingCommitAppliedBySecondPowerWhileFirstIsDown(t *testing.T) {
 	begin := time.Now()
 	h := newFedHarness(t, pendingClockSpeed, "a.test", "b.test", "c.test")
-	alice := h.User("a.test", "alice")
-	bob := h.User("b.test", "bob")
-	carol := h.User("c.test", "carol")
-	bob.UploadKeys(2, true)
-	carol.UploadKeys(2, true)
-	bob.Sync(0)
-	carol.Sync(0)
-	alice.Sync(0)
-
 	fm := testclient.FedMap([]string{"a.test", "b.test"}, []string{"a.test", "b.test", "c.test"},
 		[]string{"a.test", "b.test", "c.test"})
-	roomID := alice.CreateRoom(fm)
-	// One commit adds bob and carol, claimed across servers; both join
-	// from its Welcome.
-	kpBob := alice.ClaimKeyPackage(bob.UserID, bob.DeviceID)
-	kpCarol := alice.ClaimKeyPackage(carol.UserID, carol.DeviceID)
-	add := alice.Stage(fm, []*mls.Proposal{
-		{ProposalType: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kpBob}},
-		{ProposalType: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kpCarol}},
-	})
-	addID := alice.PutCommit(roomID, add).Must(t, 200, "add commit").Str("event_id")
-	alice.AwaitCommit(roomID, addID, add)
-	if add.Welcome == nil {
-		t.Fatal("the add commit has no Welcome")
-	}
-	alice.Invite(roomID, bob.UserID, bob.DeviceID, add.Welcome)
-	alice.Invite(roomID, carol.UserID, carol.DeviceID, add.Welcome)
-	bob.JoinInvited(roomID, addID)
-	carol.JoinInvited(roomID, addID)
+	alice, bob, carol, roomID, _ := h.threeServerRoom(t, fm)
 	t.Logf("room %s with alice, bob and carol after %v", roomID, time.Since(begin))
 
 	// Messages reach and are decrypted on all three servers.
