@@ -264,11 +264,11 @@ func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, body 
 			return nil, err
 		}
 	}
-	otks, err := checkKeyPackages(ctx, "one_time_keys", up.OneTimeKeys, userID, deviceID, now)
+	otks, err := s.checkKeyPackages(ctx, "one_time_keys", up.OneTimeKeys, userID, deviceID, now)
 	if err != nil {
 		return nil, err
 	}
-	fbs, err := checkKeyPackages(ctx, "fallback_keys", up.FallbackKeys, userID, deviceID, now)
+	fbs, err := s.checkKeyPackages(ctx, "fallback_keys", up.FallbackKeys, userID, deviceID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -375,9 +375,10 @@ func isMLSAlgorithmName(alg string) bool {
 	return false
 }
 
-// checkKeyPackages checks every key package of one field, in key ID order
-// (so that the error names the same key every time).
-func checkKeyPackages(ctx context.Context, field string, keys map[string]string, userID, deviceID string, now time.Time) ([]storage.KeyPackage, error) {
+// checkKeyPackages checks every key package of one field with
+// Config.CheckKeyPackage, in key ID order (so that the error names the
+// same key every time).
+func (s *Service) checkKeyPackages(ctx context.Context, field string, keys map[string]string, userID, deviceID string, now time.Time) ([]storage.KeyPackage, error) {
 	ids := make([]string, 0, len(keys))
 	for id := range keys {
 		ids = append(ids, id)
@@ -386,7 +387,7 @@ func checkKeyPackages(ctx context.Context, field string, keys map[string]string,
 	out := make([]storage.KeyPackage, 0, len(ids))
 	for _, id := range ids {
 		alg, _, _ := strings.Cut(id, ":")
-		if _, err := CheckKeyPackage(ctx, alg, id, keys[id], userID, deviceID, now); err != nil {
+		if _, err := s.cfg.CheckKeyPackage(ctx, alg, id, keys[id], userID, deviceID, now); err != nil {
 			return nil, keyError(field, id, "%v", err)
 		}
 		out = append(out, storage.KeyPackage{Algorithm: alg, KeyID: id, Value: keys[id]})

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mlsmode/mlsmode/matrixerr"
+	"github.com/mlsmode/mlsmode/mls"
 	"github.com/mlsmode/mlsmode/storage"
 )
 
@@ -51,6 +52,11 @@ type Config struct {
 	RegistrationDisabled bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// CheckKeyPackage checks each uploaded key package; nil means the
+	// package's CheckKeyPackage (every SPEC-NOTES §9 check). Replacing it
+	// makes a server that breaks the specification: the conformance
+	// suite's own tests do, to show that its checks catch it.
+	CheckKeyPackage func(ctx context.Context, algorithm, keyID, value, userID, deviceID string, now time.Time) (*mls.KeyPackage, error)
 }
 
 // QueryKeysResponse is the answer of a device key query (POST
@@ -120,6 +126,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CheckKeyPackage == nil {
+		cfg.CheckKeyPackage = CheckKeyPackage
 	}
 	return &Service{cfg: cfg}, nil
 }

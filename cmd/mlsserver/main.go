@@ -3,7 +3,8 @@
 // userapi) on embedded SQLite or PostgreSQL and, with --federation, the
 // server-server API (package federation) on its own HTTPS listener. With
 // no flags it serves http://localhost:8008 with its database and signing
-// key in ./mlsserver-data/. docs/mlsserver.md describes every setting (flags or a
+// key in ./mlsserver-data/. The server itself is package
+// internal/mlsserver. docs/mlsserver.md describes every setting (flags or a
 // YAML file), TLS, federation, running two processes on one PostgreSQL
 // database, signals, GET /health and the logs.
 package main
@@ -17,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mlsmode/mlsmode/internal/mlsserver"
 	"github.com/mlsmode/mlsmode/roomversion"
 )
 
@@ -29,11 +31,11 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	err := mlsserver.Run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
 	stop()
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
-	case isUsageError(err):
+	case mlsserver.IsUsageError(err):
 		fmt.Fprintf(os.Stderr, "mlsserver: %v (mlsserver -h lists the flags)\n", err)
 		os.Exit(2)
 	default:

@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"context"
@@ -205,7 +205,7 @@ func checkSignedRequests(t *testing.T, a, b *testServer, hc *http.Client) {
 	}
 }
 
-// The whole flow through two run()s: alice on a.test claims bob's key
+// The whole flow through two Run()s: alice on a.test claims bob's key
 // package on b.test, adds him, sends the Welcome and the invite; bob joins
 // on b.test and decrypts alice's message in his /sync there.
 func TestFederationRoomAcrossServers(t *testing.T) {
@@ -260,8 +260,8 @@ func TestServeFederationStartupErrors(t *testing.T) {
 		{"trust_ca without a certificate", []string{"--federation-tls-cert", certFile, "--federation-tls-key", keyFile,
 			"--federation-trust-ca", notPEM}, "federation.trust_ca"},
 	} {
-		ready := make(chan addresses, 1)
-		err := run(context.Background(), append(append([]string{}, base...), c.args...), io.Discard, io.Discard, ready)
+		ready := make(chan Addresses, 1)
+		err := Run(context.Background(), append(append([]string{}, base...), c.args...), io.Discard, io.Discard, ready)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
 		}
@@ -275,7 +275,7 @@ func TestServeFederationStartupErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err = run(context.Background(), append(append([]string{}, base...), "--federation-tls-cert", certFile,
+	err = Run(context.Background(), append(append([]string{}, base...), "--federation-tls-cert", certFile,
 		"--federation-tls-key", keyFile, "--federation-listen", ln.Addr().String()), io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "federation.listen") {
 		t.Errorf("federation port in use: %v", err)

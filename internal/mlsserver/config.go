@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"bytes"
@@ -72,7 +72,7 @@ type federationConfig struct {
 	Listen  string `yaml:"listen"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// Resolve pins server names to "host:port" addresses (tests, private
+	// Resolve pins server names to "host:port" Addresses (tests, private
 	// networks); other names are resolved as the Matrix spec says.
 	Resolve map[string]string `yaml:"resolve"`
 	// TrustCA is a PEM file of CA certificates trusted for outbound
@@ -168,8 +168,8 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
-// isUsageError reports whether err is, or wraps, a usageError.
-func isUsageError(err error) bool {
+// IsUsageError reports whether err is, or wraps, a usageError.
+func IsUsageError(err error) bool {
 	var u usageError
 	return errors.As(err, &u)
 }

@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"bytes"
@@ -259,8 +259,8 @@ func TestConfigRefused(t *testing.T) {
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not name %q", err, c.want)
 			}
-			if isUsageError(err) != c.usage {
-				t.Errorf("usage error %v, want %v (%v)", isUsageError(err), c.usage, err)
+			if IsUsageError(err) != c.usage {
+				t.Errorf("usage error %v, want %v (%v)", IsUsageError(err), c.usage, err)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"context"
@@ -30,15 +30,30 @@ import (
 // healthTimeout bounds the storage check of GET /health.
 const healthTimeout = 5 * time.Second
 
-// addresses are the bound addresses ("host:port") of a running server.
-type addresses struct {
+// Addresses are the bound addresses ("host:port") of a running server.
+type Addresses struct {
 	// Client is the client API's listener.
 	Client string
 	// Federation is the federation listener's, "" when federation is off.
 	Federation string
 }
 
-// run is the whole server: it reads the settings from args (flags, and the
+// outboundRescanInterval is how often the federation queue looks for
+// destinations with items it has no worker for.
+const outboundRescanInterval = 30 * time.Second
+
+// Options change the assembled server beyond what its settings can, for
+// the tests of tools that must tell a misbehaving server apart (the
+// conformance suite's own tests). The zero Options is the server as
+// configured.
+type Options struct {
+	// Users, if not nil, is called with the userapi settings before the
+	// user service is made, and may change them (userapi.Config's
+	// CheckKeyPackage, for example).
+	Users func(*userapi.Config)
+}
+
+// Run is the whole server: it reads the settings from args (flags, and the
 // YAML file of --config), opens storage, loads or creates the signing key,
 // serves the client API (and, with federation.enabled, the federation API
 // on its own HTTPS listener) until ctx ends, then shuts down gracefully:
@@ -51,11 +66,12 @@ type addresses struct {
 //
 // The caller must have registered the MLS room versions
 // (roomversion.Register) before, with no concurrent gomatrixserverlib use.
-// outboundRescanInterval is how often the federation queue looks for
-// destinations with items it has no worker for.
-const outboundRescanInterval = 30 * time.Second
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- Addresses) error {
+	return RunOptions(ctx, args, stdout, stderr, ready, Options{})
+}
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- addresses) (err error) {
+// RunOptions is Run with the server changed by opts.
+func RunOptions(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- Addresses, opts Options) (err error) {
 	cfg, err := loadConfig(args, stdout)
 	if err != nil {
 		return err
@@ -161,6 +177,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		userRemote = federation.NewUserRemote(fed.Client(), outbound)
 		usersCfg.Remote = userRemote
 	}
+	if opts.Users != nil {
+		opts.Users(&usersCfg)
+	}
 	rooms, err := roomserver.New(roomsCfg)
 	if err != nil {
 		return err
@@ -234,7 +253,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		}
 		servers = append(servers, fl)
 	}
-	addrs := addresses{Client: client.addr}
+	addrs := Addresses{Client: client.addr}
 	log.Info("serving", "server_name", cfg.ServerName, "address", client.addr, "url", client.url(),
 		"registration", cfg.Registration)
 	if fed != nil {

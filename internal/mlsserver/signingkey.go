@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"crypto/ed25519"

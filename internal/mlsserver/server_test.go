@@ -1,4 +1,4 @@
-package main
+package mlsserver
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// testServer is run() in this process.
+// testServer is Run() in this process.
 type testServer struct {
 	t    *testing.T
 	addr string
@@ -80,8 +80,8 @@ func startServer(t *testing.T, dataDir string, args ...string) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{t: t, dir: dataDir, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second}}
-	ready := make(chan addresses, 1)
-	go func() { s.done <- run(ctx, all, io.Discard, s.logs, ready) }()
+	ready := make(chan Addresses, 1)
+	go func() { s.done <- Run(ctx, all, io.Discard, s.logs, ready) }()
 	select {
 	case a := <-ready:
 		s.addr, s.fedAddr = a.Client, a.Federation
@@ -292,8 +292,8 @@ func TestServeMalformedKeyRefused(t *testing.T) {
 	if err := os.WriteFile(key, []byte("ed25519 a_1 not-a-key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan addresses, 1)
-	err := run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir}, io.Discard, io.Discard, ready)
+	ready := make(chan Addresses, 1)
+	err := Run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir}, io.Discard, io.Discard, ready)
 	if err == nil || !strings.Contains(err.Error(), key) {
 		t.Fatalf("run with a malformed key: %v, want an error naming %s", err, key)
 	}
@@ -323,18 +323,18 @@ func TestServeStartupErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err = run(context.Background(), []string{"--listen", ln.Addr().String(), "--data-dir", dir}, io.Discard, io.Discard, nil)
+	err = Run(context.Background(), []string{"--listen", ln.Addr().String(), "--data-dir", dir}, io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("listening on a used port: %v", err)
 	}
 	// Certificate files that do not exist.
-	err = run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir,
+	err = Run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir,
 		"--tls-cert", filepath.Join(dir, "none.pem"), "--tls-key", filepath.Join(dir, "none.key")}, io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "tls_cert") {
 		t.Errorf("missing certificate: %v", err)
 	}
 	// A database that cannot be opened.
-	err = run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir,
+	err = Run(context.Background(), []string{"--listen", "127.0.0.1:0", "--data-dir", dir,
 		"--database", filepath.Join(dir, "no", "such", "dir", "x.db")}, io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "database") {
 		t.Errorf("unopenable database: %v", err)
