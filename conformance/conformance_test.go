@@ -1,0 +1,33 @@
+package conformance_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/mlsmode/mlsmode/conformance"
+	"github.com/mlsmode/mlsmode/internal/mlsserver"
+	"github.com/mlsmode/mlsmode/roomversion"
+)
+
+func TestMain(m *testing.M) {
+	roomversion.Register()
+	os.Exit(m.Run())
+}
+
+// TestConformance runs every check against our mlsserver in this process
+// or the server the MLSMODE_CONFORMANCE_* variables name, each check a
+// subtest (go test -json reports each), and prints one summary line per
+// section; MLSMODE_CONFORMANCE_REPORT=file writes the report as JSON.
+func TestConformance(t *testing.T) {
+	env, target := conformance.Setup(t, mlsserver.Options{})
+	report := &conformance.Report{}
+	conformance.Run(t, env, conformance.All(), report)
+	if err := report.WriteSummary(os.Stdout, target); err != nil {
+		t.Error(err)
+	}
+	if path := os.Getenv(conformance.EnvReport); path != "" {
+		if err := report.WriteJSON(path, target); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlsmode/mlsmode/internal/mlsserver"
+)
+
+// LocalServerName is the server name of our mlsserver when the suite
+// starts it.
+const LocalServerName = "mlsserver.conformance.localhost"
+
+// Local is our mlsserver running in this process for the suite.
+type Local struct {
+	// Target is how the suite reaches it.
+	Target Target
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartLocal starts our mlsserver in this process: SQLite in dir, the
+// client API on a loopback port, federation on another with a
+// certificate for LocalServerName, trusting suite's certificate and
+// resolving the suite's names to its listener; no rate limit (the suite
+// sends many requests from one device). opts change the server (the
+// suite's own tests make it misbehave). The MLS room versions must be
+// registered (roomversion.Register).
+func StartLocal(dir string, suite *SuiteServer, opts mlsserver.Options, logs io.Writer) (*Local, error) {
+	certFile, keyFile, err := selfSignedCert(dir, "server", LocalServerName)
+	if err != nil {
+		return nil, fmt.Errorf("conformance: the server's certificate: %w", err)
+	}
+	args := []string{"--server-name", LocalServerName, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+		"--log-level", "warn", "--rate-limit=false", "--shutdown-timeout", "2s",
+		"--federation", "--federation-listen", "127.0.0.1:0", "--federation-tls-cert", certFile, "--federation-tls-key", keyFile}
+	if suite != nil {
+		args = append(args, "--federation-trust-ca", suite.CertFile)
+		for _, n := range suite.Names {
+			args = append(args, "--federation-resolve", n+"="+suite.Addr)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Local{cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan mlsserver.Addresses, 1)
+	go func() { l.done <- mlsserver.RunOptions(ctx, args, io.Discard, logs, ready, opts) }()
+	select {
+	case a := <-ready:
+		ca, err := os.ReadFile(certFile)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		l.Target = Target{ClientURL: "http://" + a.Client, FederationURL: "https://" + a.Federation, ServerName: LocalServerName, FederationCA: ca}
+		return l, nil
+	case err := <-l.done:
+		cancel()
+		return nil, fmt.Errorf("conformance: mlsserver did not start: %w", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		return nil, fmt.Errorf("conformance: mlsserver did not start in 60s")
+	}
+}
+
+// Stop shuts the server down and returns what it returned.
+func (l *Local) Stop() error {
+	l.cancel()
+	select {
+	case err := <-l.done:
+		return err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("conformance: mlsserver did not stop in 30s")
+	}
+}
+
+// Setup returns the environment of a run: the server the environment
+// variables name (FromEnvironment), or else our mlsserver started in this
+// process with opts; in both cases with the suite's homeserver started
+// (on EnvSuiteListen, certificate in EnvSuiteTLS). Everything stops when
+// tb's test ends. It also returns a description of the target for the
+// summary.
+func Setup(tb testing.TB, opts mlsserver.Options) (*Env, string) {
+	tb.Helper()
+	listen := os.Getenv(EnvSuiteListen)
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	tlsDir := os.Getenv(EnvSuiteTLS)
+	if tlsDir == "" {
+		tlsDir = tb.TempDir()
+	}
+	suite, err := StartSuiteServer(listen, tlsDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = suite.Close() })
+	target, external, err := FromEnvironment()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	desc := target.ServerName + " at " + target.ClientURL
+	if !external {
+		logs := &logBuffer{}
+		local, err := StartLocal(tb.TempDir(), suite, opts, logs)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() {
+			if err := local.Stop(); err != nil {
+				tb.Errorf("stopping mlsserver: %v", err)
+			}
+			if tb.Failed() {
+				tb.Logf("mlsserver logs (warnings and errors):\n%s", logs)
+			}
+		})
+		target = local.Target
+		desc = "our mlsserver in-process (" + target.ServerName + ")"
+	} else if target.FederationURL == "" {
+		tb.Logf("%s not set: the federation checks will fail", EnvFederationURL)
+	}
+	env, err := NewEnv(target, suite)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env, desc
+}
+
+// logBuffer keeps a server's logs for a failing run.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// All returns every check of the suite.
+func All() []Check {
+	return append(ClientChecks(), FederationChecks()...)
+}
