@@ -88,7 +88,9 @@ func (s *SuiteServer) Close() error { return s.srv.Close() }
 func (s *SuiteServer) Seed(name string) []byte { return s.seeds[name] }
 
 // Key returns name's signing key.
-func (s *SuiteServer) Key(name string) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(s.seeds[name]) }
+func (s *SuiteServer) Key(name string) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(s.seeds[name])
+}
 
 // Serve makes events (federation format) available on the fetch
 // endpoints.
