@@ -267,3 +267,23 @@ func Run(t *testing.T, env *Env, checks []Check, report *Report) {
 		})
 	}
 }
+
+// Select returns the checks whose ID ("section/name") is in ids, in the
+// order of checks; it panics if an ID names no check.
+func Select(checks []Check, ids ...string) []Check {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var out []Check
+	for _, ch := range checks {
+		if want[ch.ID()] {
+			out = append(out, ch)
+			delete(want, ch.ID())
+		}
+	}
+	if len(want) > 0 {
+		panic(fmt.Sprintf("conformance: no checks %v", want))
+	}
+	return out
+}

@@ -157,6 +157,13 @@ func NewEnv(target Target, suite *SuiteServer) (*Env, error) {
 	return env, nil
 }
 
+// WithClientURL returns a copy of e reaching the client API at u (a
+// proxy in front of the server), with a fresh user prefix.
+func (e *Env) WithClientURL(u string) *Env {
+	return &Env{ClientURL: strings.TrimRight(u, "/"), FederationURL: e.FederationURL, ServerName: e.ServerName,
+		HTTP: e.HTTP, FedHTTP: e.FedHTTP, Prefix: NewPrefix(), Suite: e.Suite}
+}
+
 // selfSignedCert writes a self-signed certificate (its own CA) for names
 // and 127.0.0.1 with its key into dir as <base>-cert.pem and
 // <base>-key.pem, unless both exist already, and returns their paths.

@@ -82,11 +82,57 @@ func (l *Local) Stop() error {
 
 // Setup returns the environment of a run: the server the environment
 // variables name (FromEnvironment), or else our mlsserver started in this
-// process with opts; in both cases with the suite's homeserver started
-// (on EnvSuiteListen, certificate in EnvSuiteTLS). Everything stops when
-// tb's test ends. It also returns a description of the target for the
-// summary.
+// process with opts (SetupLocal); in both cases with the suite's
+// homeserver started (on EnvSuiteListen, certificate in EnvSuiteTLS).
+// Everything stops when tb's test ends. It also returns a description of
+// the target for the summary.
 func Setup(tb testing.TB, opts mlsserver.Options) (*Env, string) {
+	tb.Helper()
+	target, external, err := FromEnvironment()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !external {
+		return SetupLocal(tb, opts)
+	}
+	suite := startSuite(tb)
+	if target.FederationURL == "" {
+		tb.Logf("%s not set: the federation checks will fail", EnvFederationURL)
+	}
+	env, err := NewEnv(target, suite)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env, target.ServerName + " at " + target.ClientURL
+}
+
+// SetupLocal is Setup with our mlsserver in this process whatever the
+// environment variables say (the suite's own tests).
+func SetupLocal(tb testing.TB, opts mlsserver.Options) (*Env, string) {
+	tb.Helper()
+	suite := startSuite(tb)
+	logs := &logBuffer{}
+	local, err := StartLocal(tb.TempDir(), suite, opts, logs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := local.Stop(); err != nil {
+			tb.Errorf("stopping mlsserver: %v", err)
+		}
+		if tb.Failed() {
+			tb.Logf("mlsserver logs (warnings and errors):\n%s", logs)
+		}
+	})
+	env, err := NewEnv(local.Target, suite)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env, "our mlsserver in-process (" + local.Target.ServerName + ")"
+}
+
+// startSuite starts the suite's homeserver for tb's test.
+func startSuite(tb testing.TB) *SuiteServer {
 	tb.Helper()
 	listen := os.Getenv(EnvSuiteListen)
 	if listen == "" {
@@ -101,35 +147,7 @@ func Setup(tb testing.TB, opts mlsserver.Options) (*Env, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = suite.Close() })
-	target, external, err := FromEnvironment()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	desc := target.ServerName + " at " + target.ClientURL
-	if !external {
-		logs := &logBuffer{}
-		local, err := StartLocal(tb.TempDir(), suite, opts, logs)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() {
-			if err := local.Stop(); err != nil {
-				tb.Errorf("stopping mlsserver: %v", err)
-			}
-			if tb.Failed() {
-				tb.Logf("mlsserver logs (warnings and errors):\n%s", logs)
-			}
-		})
-		target = local.Target
-		desc = "our mlsserver in-process (" + target.ServerName + ")"
-	} else if target.FederationURL == "" {
-		tb.Logf("%s not set: the federation checks will fail", EnvFederationURL)
-	}
-	env, err := NewEnv(target, suite)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return env, desc
+	return suite
 }
 
 // logBuffer keeps a server's logs for a failing run.

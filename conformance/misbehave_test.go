@@ -1,0 +1,155 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mlsmode/mlsmode/conformance"
+	"github.com/mlsmode/mlsmode/internal/mlsserver"
+	"github.com/mlsmode/mlsmode/mls"
+	"github.com/mlsmode/mlsmode/userapi"
+)
+
+// expectVerdicts runs checks against env and fails t unless exactly the
+// checks in failing fail (each naming what came back) and the others
+// pass: a misbehaving server is caught by the checks about what it
+// breaks, and only by them.
+func expectVerdicts(t *testing.T, env *conformance.Env, checks []conformance.Check, failing ...string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, id := range failing {
+		want[id] = true
+	}
+	for _, ch := range checks {
+		res := conformance.RunCheck(t, env, ch)
+		switch {
+		case want[ch.ID()] && res.Passed:
+			t.Errorf("%s passed against a server that breaks it", ch.ID())
+		case want[ch.ID()]:
+			t.Logf("%s failed as it must: %s", ch.ID(), strings.Join(res.Failures, "; "))
+		case !res.Passed:
+			t.Errorf("%s failed against a server that does not break it: %s", ch.ID(), strings.Join(res.Failures, "; "))
+		}
+	}
+}
+
+// proxy is a reverse proxy in front of the client API whose answers
+// modify changes.
+func proxy(t *testing.T, target string, modify func(*http.Response) error) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = modify
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// rewriteBody replaces a JSON answer's body.
+func rewriteBody(resp *http.Response, status int, body []byte) {
+	resp.StatusCode = status
+	resp.Status = strconv.Itoa(status) + " " + http.StatusText(status)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+}
+
+// addSender adds a sender to every event (an object with event_id and
+// type) in v.
+func addSender(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		if _, ok := x["event_id"]; ok {
+			if _, ok := x["type"]; ok {
+				x["sender"] = "@leaked:example.org"
+			}
+		}
+		for _, e := range x {
+			addSender(e)
+		}
+	case []any:
+		for _, e := range x {
+			addSender(e)
+		}
+	}
+}
+
+// TestSuiteCatchesSenderInEvents: a proxy adds sender to the events of
+// the client API's answers; the client-format checks fail.
+func TestSuiteCatchesSenderInEvents(t *testing.T) {
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{})
+	bad := env.WithClientURL(proxy(t, env.ClientURL, func(resp *http.Response) error {
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		var v any
+		if json.Unmarshal(b, &v) == nil {
+			addSender(v)
+			if nb, err := json.Marshal(v); err == nil {
+				b = nb
+			}
+		}
+		rewriteBody(resp, resp.StatusCode, b)
+		return nil
+	}))
+	checks := conformance.Select(conformance.All(), "client/rooms/create-event-client-format", "client/rooms/events-have-no-sender",
+		"client/capabilities/mls-room-versions", "client/keys/upload-and-list")
+	expectVerdicts(t, bad, checks, "client/rooms/create-event-client-format", "client/rooms/events-have-no-sender")
+}
+
+// TestSuiteCatchesRefusalsAnswered200: a proxy answers every 400 and 403
+// with 200 {}; the refusal checks fail.
+func TestSuiteCatchesRefusalsAnswered200(t *testing.T) {
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{})
+	bad := env.WithClientURL(proxy(t, env.ClientURL, func(resp *http.Response) error {
+		if resp.StatusCode == 400 || resp.StatusCode == 403 {
+			_ = resp.Body.Close()
+			rewriteBody(resp, 200, []byte("{}"))
+		}
+		return nil
+	}))
+	failing := []string{"client/rooms/createRoom-refuses-name", "client/rooms/createRoom-refuses-initial_state",
+		"client/refusals/members", "client/refusals/kick", "client/refusals/other-event-type", "client/refusals/upgrade",
+		"client/commits/commit-refused-off-powers0"}
+	checks := conformance.Select(conformance.All(), append([]string{"client/capabilities/mls-room-versions", "client/commits/epoch-race-409"}, failing...)...)
+	expectVerdicts(t, bad, checks, failing...)
+}
+
+// TestSuiteCatchesKeyPackagesAcceptedUnchecked: the server's key-package
+// check is replaced (userapi.Config.CheckKeyPackage through
+// mlsserver.Options) by one that accepts everything; every check of the
+// corpus of bad key packages fails, the good-upload check still passes.
+func TestSuiteCatchesKeyPackagesAcceptedUnchecked(t *testing.T) {
+	acceptAll := func(context.Context, string, string, string, string, string, time.Time) (*mls.KeyPackage, error) {
+		return nil, nil
+	}
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{Users: func(c *userapi.Config) { c.CheckKeyPackage = acceptAll }})
+	var failing []string
+	ids := []string{"client/keys/upload-and-list", "client/keys/claim-once-under-concurrency"}
+	for _, ch := range conformance.All() {
+		if strings.HasPrefix(ch.ID(), "client/keys/refuses-") {
+			failing = append(failing, ch.ID())
+		}
+	}
+	if len(failing) < 7 {
+		t.Fatalf("only %d bad key package checks: %v", len(failing), failing)
+	}
+	expectVerdicts(t, env, conformance.Select(conformance.All(), append(ids, failing...)...), failing...)
+}
