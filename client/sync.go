@@ -184,6 +184,13 @@ func (c *Client) Join(ctx context.Context, roomID string) error {
 		return fmt.Errorf("joining %s: %w", roomID, err)
 	}
 	r.Membership = "join"
+	if r.AuthData == nil {
+		fm, err := c.fetchFedMap(ctx, roomID)
+		if err != nil {
+			return fmt.Errorf("reading the federation map of %s: %w", roomID, err)
+		}
+		r.AuthData = fm
+	}
 	return c.saveRoom(ctx, r, nil)
 }
 
