@@ -27,7 +27,8 @@ import (
 	"github.com/mlsmode/mlsmode/roomversion/fedmap"
 )
 
-// Suite is the cipher suite of the client's credential and key packages.
+// Suite is the cipher suite of the clients New makes (NewWithSuite takes
+// another).
 const Suite = mls.X25519AES128GCMSHA256Ed25519
 
 // Response is a decoded HTTP response.
@@ -75,7 +76,10 @@ type Client struct {
 	Signer                  *mls.Signer
 	Credential              mls.Credential
 	Version                 roomversion.Version
-	// Alg is the room version's algorithm name of Suite.
+	// CipherSuite is the suite of the client's signer, credential, key
+	// packages and rooms (Suite for clients New makes).
+	CipherSuite mls.CipherSuite
+	// Alg is the room version's algorithm name of CipherSuite.
 	Alg string
 	// KeyPackages are the uploaded key packages by key ID.
 	KeyPackages map[string]*KeyPackage
@@ -91,13 +95,21 @@ type Client struct {
 }
 
 // New registers name with the m.login.dummy flow on baseURL and makes the
-// device's MLS signer and credential. hc nil means http.DefaultClient.
+// device's MLS signer and credential of Suite. hc nil means
+// http.DefaultClient.
 func New(tb testing.TB, baseURL string, hc *http.Client, name string) *Client {
+	tb.Helper()
+	return NewWithSuite(tb, baseURL, hc, name, Suite)
+}
+
+// NewWithSuite is New for a client whose signer, key packages and rooms
+// use cipher suite cs (one the room version accepts).
+func NewWithSuite(tb testing.TB, baseURL string, hc *http.Client, name string, cs mls.CipherSuite) *Client {
 	tb.Helper()
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	c := &Client{T: tb, BaseURL: baseURL, HTTP: hc, Version: roomversion.V1, KeyPackages: map[string]*KeyPackage{}}
+	c := &Client{T: tb, BaseURL: baseURL, HTTP: hc, Version: roomversion.V1, CipherSuite: cs, KeyPackages: map[string]*KeyPackage{}}
 	prefix := make([]byte, 4)
 	_, _ = rand.Read(prefix)
 	var txn atomic.Int64
@@ -107,13 +119,13 @@ func New(tb testing.TB, baseURL string, hc *http.Client, name string) *Client {
 	r.Must(tb, 200, "register "+name)
 	c.UserID, c.DeviceID, c.Token = r.Str("user_id"), r.Str("device_id"), r.Str("access_token")
 	var err error
-	if c.Signer, err = mls.GenerateSigner(Suite); err != nil {
+	if c.Signer, err = mls.GenerateSigner(cs); err != nil {
 		tb.Fatal(err)
 	}
 	if c.Credential, err = mls.NewMatrixCredential(&mls.MatrixIdentity{UserID: c.UserID, DeviceID: c.DeviceID, SignatureKey: c.Signer.PublicKey()}); err != nil {
 		tb.Fatal(err)
 	}
-	if c.Alg, err = c.Version.Algorithm(Suite); err != nil {
+	if c.Alg, err = c.Version.Algorithm(cs); err != nil {
 		tb.Fatal(err)
 	}
 	return c
