@@ -1,0 +1,121 @@
+//go:build interop
+
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// serverBin is the mlsserver binary TestMain builds once for all tests.
+var serverBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mlsmode-interop-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	serverBin = filepath.Join(dir, "mlsserver")
+	out, err := exec.Command("go", "build", "-o", serverBin, "../cmd/mlsserver").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build ../cmd/mlsserver: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// logBuffer collects a process's stderr.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// clockSpeed runs the servers 60 times as fast as real time, so that a
+// pending commit's 5-minute window offset passes in 5 real seconds.
+const clockSpeed = 60
+
+// startServer runs mlsserver for serverName on 127.0.0.1 with a SQLite
+// data dir in a temporary directory, no federation, and the clock at
+// clockSpeed; it returns the client API's base URL. t.Cleanup stops it and
+// logs its output if the test failed.
+func startServer(t *testing.T, serverName string) string {
+	t.Helper()
+	cmd := exec.Command(serverBin, "--server-name", serverName, "--listen", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--log-level", "debug", "--rate-limit=false",
+		"--clock-speed", strconv.Itoa(clockSpeed))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting mlsserver: %v", err)
+	}
+	serving := regexp.MustCompile(`msg=serving .*address=(\S+)`)
+	addr := make(chan string, 1)
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64*1024), 4<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.Write([]byte(line + "\n"))
+			if m := serving.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(logs, stderr)
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("mlsserver %s logs:\n%s", serverName, logs)
+		}
+	})
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case <-exited:
+		t.Fatalf("mlsserver exited before serving: %v\n%s", waitErr, logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("mlsserver did not serve within 60 s\n%s", logs)
+	}
+	return ""
+}
