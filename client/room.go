@@ -280,7 +280,7 @@ func (c *Client) CreateRoom(ctx context.Context, opts RoomOptions) (string, erro
 	}
 	r := c.roomOf(out.RoomID)
 	r.Membership, r.group = "join", g
-	if err := c.commitAndWait(ctx, r, nil, fm, nil); err != nil {
+	if err := c.commitAndWait(ctx, r, fixed(nil, fm), nil); err != nil {
 		return "", fmt.Errorf("sending the epoch-0 commit of %s: %w", out.RoomID, err)
 	}
 	return out.RoomID, nil
@@ -317,13 +317,21 @@ var ErrCommitLost = errors.New("client: another commit was accepted instead")
 // applied within len(powers) x 5 minutes.
 var ErrPendingCommitExpired = errors.New("client: the pending commit was not applied in any power's window")
 
-// commitAndWait stages a commit of proposals with federation map fm (nil:
-// the room's current one), sends it as a commit or pending commit
-// depending on this server's place in powers, and syncs until it comes
-// back (merging it) or another commit wins; a lost race (409 or another
-// commit accepted) is retried on the new state up to three times. The
-// proposals may be rebuilt per attempt by rebuild (nil: the same ones).
-func (c *Client) commitAndWait(ctx context.Context, r *room, proposals []*mls.Proposal, fm *fedmap.Map, adds []Invitee) error {
+// proposalBuilder makes a commit's proposals and federation map (nil:
+// the room's current one) from the room's current state.
+type proposalBuilder func(r *room) ([]*mls.Proposal, *fedmap.Map, error)
+
+// fixed is a proposalBuilder of proposals that do not depend on the state.
+func fixed(proposals []*mls.Proposal, fm *fedmap.Map) proposalBuilder {
+	return func(*room) ([]*mls.Proposal, *fedmap.Map, error) { return proposals, fm, nil }
+}
+
+// commitAndWait stages a commit of the proposals build makes, sends it as
+// a commit or pending commit depending on this server's place in powers,
+// and syncs until it comes back (merging it) or another commit wins; a
+// lost race (409 or another commit accepted) is retried on the new state,
+// with the proposals built again, up to three times.
+func (c *Client) commitAndWait(ctx context.Context, r *room, build proposalBuilder, adds []Invitee) error {
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
 		if r.Broken != nil {
@@ -332,9 +340,11 @@ func (c *Client) commitAndWait(ctx context.Context, r *room, proposals []*mls.Pr
 		if r.NeedsWelcome != "" {
 			return fmt.Errorf("room %s: this client needs a new Welcome: %s", r.ID, r.NeedsWelcome)
 		}
-		m := fm
+		proposals, m, err := build(r)
+		if err != nil {
+			return err
+		}
 		if m == nil {
-			var err error
 			if m, err = r.fedMap(); err != nil {
 				return err
 			}
@@ -524,11 +534,18 @@ func (c *Client) invite(ctx context.Context, roomID, userID string, only []Invit
 		proposals = append(proposals, &mls.Proposal{ProposalType: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kp}})
 		adds = append(adds, Invitee{d.UserID, d.DeviceID})
 	}
-	next := *fm
-	if dom := domainOf(userID); !slices.Contains(next.Federation.Servers, dom) {
-		next.Federation.Servers = append(slices.Clone(next.Federation.Servers), dom)
+	build := func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+		cur, err := r.fedMap()
+		if err != nil {
+			return nil, nil, err
+		}
+		next := *cur
+		if dom := domainOf(userID); !slices.Contains(next.Federation.Servers, dom) {
+			next.Federation.Servers = append(slices.Clone(next.Federation.Servers), dom)
+		}
+		return proposals, &next, nil
 	}
-	if err := c.commitAndWait(ctx, r, proposals, &next, adds); err != nil {
+	if err := c.commitAndWait(ctx, r, build, adds); err != nil {
 		return err
 	}
 	extra := map[string][]byte{}
@@ -597,17 +614,19 @@ func (c *Client) Remove(ctx context.Context, roomID, userID string) error {
 	if err != nil {
 		return err
 	}
-	var proposals []*mls.Proposal
-	for _, m := range r.group.Members() {
-		id, err := m.LeafNode.MatrixIdentity()
-		if err == nil && id.UserID == userID {
-			proposals = append(proposals, &mls.Proposal{ProposalType: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: m.LeafIndex}})
+	return c.commitAndWait(ctx, r, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+		var proposals []*mls.Proposal
+		for _, m := range r.group.Members() {
+			id, err := m.LeafNode.MatrixIdentity()
+			if err == nil && id.UserID == userID {
+				proposals = append(proposals, &mls.Proposal{ProposalType: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: m.LeafIndex}})
+			}
 		}
-	}
-	if len(proposals) == 0 {
-		return fmt.Errorf("%s is not a member of %s", userID, roomID)
-	}
-	return c.commitAndWait(ctx, r, proposals, nil, nil)
+		if len(proposals) == 0 {
+			return nil, nil, fmt.Errorf("%s is not a member of %s", userID, roomID)
+		}
+		return proposals, nil, nil
+	}, nil)
 }
 
 // Leave leaves the room on the server (delivery stops) and forgets its
@@ -663,20 +682,22 @@ func (c *Client) SetState(ctx context.Context, roomID, eventType, stateKey strin
 	if err != nil {
 		return err
 	}
-	st, err := ParseRoomState(r.group.Extensions())
-	if err != nil {
-		return err
-	}
-	if content == nil {
-		st.Delete(eventType, stateKey)
-	} else if err := st.Set(eventType, stateKey, content); err != nil {
-		return err
-	}
-	p, err := RoomStateProposal(r.group.Extensions(), st)
-	if err != nil {
-		return err
-	}
-	return c.commitAndWait(ctx, r, []*mls.Proposal{p}, nil, nil)
+	return c.commitAndWait(ctx, r, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+		st, err := ParseRoomState(r.group.Extensions())
+		if err != nil {
+			return nil, nil, err
+		}
+		if content == nil {
+			st.Delete(eventType, stateKey)
+		} else if err := st.Set(eventType, stateKey, content); err != nil {
+			return nil, nil, err
+		}
+		p, err := RoomStateProposal(r.group.Extensions(), st)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []*mls.Proposal{p}, nil, nil
+	}, nil)
 }
 
 // State returns the room's encrypted state.

@@ -1,0 +1,211 @@
+package client_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/mlsmode/mlsmode/client"
+	"github.com/mlsmode/mlsmode/mls"
+	"github.com/mlsmode/mlsmode/roomversion/fedmap"
+)
+
+// rawDo sends one JSON request with token and returns status and body.
+func rawDo(t *testing.T, method, u, token string, body any) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, u, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return res.StatusCode, out
+}
+
+// claim claims one key package of user/device and returns its key ID.
+func claim(t *testing.T, srv string, by *client.Client, user, device string) string {
+	t.Helper()
+	st, body := rawDo(t, "POST", srv+"/_matrix/client/v3/keys/claim", by.AccessToken(), map[string]any{
+		"one_time_keys": map[string]any{user: map[string]string{device: by.Algorithm()}}})
+	if st != 200 {
+		t.Fatalf("claim: %d %v", st, body)
+	}
+	otks, _ := body["one_time_keys"].(map[string]any)
+	u, _ := otks[user].(map[string]any)
+	d, _ := u[device].(map[string]any)
+	for id := range d {
+		return id
+	}
+	t.Fatalf("claim: no key package: %v", body)
+	return ""
+}
+
+// TestKeyPackageReplenishment: once a device's one-time key packages run
+// out and the fallback has been handed out once, one /sync refills both,
+// so the next claim gets a fresh one-time key package rather than the
+// used fallback again.
+func TestKeyPackageReplenishment(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", nil) // 3 one-time key packages + a fallback
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		id := claim(t, srv, alice, bob.UserID(), bob.DeviceID())
+		if seen[id] {
+			t.Fatalf("one-time key package %s handed out twice", id)
+		}
+		seen[id] = true
+	}
+	fallback := claim(t, srv, alice, bob.UserID(), bob.DeviceID())
+	if seen[fallback] {
+		t.Fatalf("the fallback %s is one of the one-time packages", fallback)
+	}
+	if again := claim(t, srv, alice, bob.UserID(), bob.DeviceID()); again != fallback {
+		t.Fatalf("without a sync the server should hand out the fallback again, got %s", again)
+	}
+	if err := bob.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		id := claim(t, srv, alice, bob.UserID(), bob.DeviceID())
+		if id == fallback || seen[id] {
+			t.Fatalf("after bob's sync claim %d got %s (fallback %s): not refilled", i, id, fallback)
+		}
+		seen[id] = true
+	}
+	newFallback := claim(t, srv, alice, bob.UserID(), bob.DeviceID())
+	if newFallback == fallback || seen[newFallback] {
+		t.Fatalf("the fallback was not replaced: %s", newFallback)
+	}
+	// The refilled packages work: alice adds bob with one.
+	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Sync(ctx, 0); err != nil { // refills again
+		t.Fatal(err)
+	}
+	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Join(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCommitRaceCatchesUp: bob's client has not seen alice's commit when
+// it commits; the server answers 409 naming the current commit, and the
+// client catches up, rebuilds its change on the new state and commits it
+// again, so both changes survive.
+func TestCommitRaceCatchesUp(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", nil)
+	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Join(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetState(ctx, roomID, "m.room.name", "", map[string]string{"name": "Alice's name"}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := bob.Status(roomID)
+	if err := bob.SetState(ctx, roomID, "m.room.topic", "", map[string]string{"topic": "Bob's topic"}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := bob.Status(roomID)
+	if after.Epoch != before.Epoch+2 || after.Name != "Alice's name" || after.Topic != "Bob's topic" {
+		t.Fatalf("bob before %d, after: %+v", before.Epoch, after)
+	}
+	if len(after.LostCommits) != 0 {
+		t.Fatalf("a 409 was counted as a lost commit: %v", after.LostCommits)
+	}
+	syncUntil(t, alice, "seeing bob's topic", func() bool { s, _ := alice.Status(roomID); return s.Topic == "Bob's topic" && s.Name == "Alice's name" })
+}
+
+// TestBrokenRoomAndSuccessor: an accepted commit that the members cannot
+// process (the server cannot tell: its content is encrypted) marks the
+// room broken, naming the commit and its origin; StartSuccessor makes a
+// new room with the same members, who talk there.
+func TestBrokenRoomAndSuccessor(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", nil)
+	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone, Name: "Old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Join(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := alice.Status(roomID)
+	// A commit whose framing is right but whose ciphertext is garbage.
+	ad, err := (&fedmap.Map{Federation: fedmap.Federation{Powers: st.Powers, Servers: st.Servers, CanPropose: st.CanPropose}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := func(n int) []byte { b := make([]byte, n); _, _ = rand.Read(b); return b }
+	bad := &mls.MLSMessage{Version: mls.MLS10, WireFormat: mls.WireFormatPrivateMessage, PrivateMessage: &mls.PrivateMessage{
+		GroupID: []byte(roomID), Epoch: st.Epoch, ContentType: mls.ContentTypeCommit, AuthenticatedData: ad,
+		EncryptedSenderData: junk(32), Ciphertext: junk(200)}}
+	wire, err := bad.MarshalMLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := rawDo(t, "PUT", srv+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/m.mls.commit/?de.bwi.mls.commit_id="+url.QueryEscape(st.CommitID),
+		alice.AccessToken(), map[string]string{"algorithm": alice.Algorithm(), "ciphertext": base64.RawURLEncoding.EncodeToString(wire)})
+	if code != 200 {
+		t.Fatalf("the server refused the crafted commit: %d %v", code, body)
+	}
+	badID, _ := body["event_id"].(string)
+	syncUntil(t, bob, "seeing the room broken", func() bool { s, _ := bob.Status(roomID); return s.Broken != nil })
+	bs, _ := bob.Status(roomID)
+	if bs.Broken.EventID != badID || bs.Broken.Origin != "a.test" {
+		t.Fatalf("broken: %+v, want commit %s from a.test", bs.Broken, badID)
+	}
+	if _, err := bob.Send(ctx, roomID, "into a broken room"); err == nil {
+		t.Fatal("sending into a broken room succeeded")
+	}
+	newID, failed, err := bob.StartSuccessor(ctx, roomID, client.RoomOptions{})
+	if err != nil || len(failed) != 0 {
+		t.Fatalf("successor: %v %v", err, failed)
+	}
+	if err := alice.Join(ctx, newID); err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := alice.Status(newID)
+	if len(ns.Members) != 2 || ns.RequiredVerification != client.VerifyNone {
+		t.Fatalf("successor room: %+v", ns)
+	}
+	if _, err := alice.Send(ctx, newID, "we moved"); err != nil {
+		t.Fatal(err)
+	}
+	syncUntil(t, bob, "reading in the successor", hasBody(bob, newID, alice.UserID(), "we moved"))
+}
