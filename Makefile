@@ -1,8 +1,9 @@
 # Targets: test (gofmt check, go vet, all single-process tests, then the
 # per-suite tally of the MLS test vectors), e2e (multi-process tests of the
-# built binaries, build tag e2e), ci (test then e2e: what .ci/run runs),
-# bench, fuzz (every fuzz target for FUZZTIME), lint (test's checks plus
-# staticcheck at a pinned version).
+# built binaries, build tag e2e, then interop), interop (members built on
+# ts-mls under Node and on mls-go with our server, build tag interop), ci
+# (test then e2e: what .ci/run runs), bench, fuzz (every fuzz target for
+# FUZZTIME), lint (test's checks plus staticcheck at a pinned version).
 GO         ?= go
 FUZZTIME   ?= 10s
 BENCHCOUNT ?= 3
@@ -11,7 +12,7 @@ STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: test e2e ci vet fmtcheck vectors bench fuzz lint
+.PHONY: test e2e interop ci vet fmtcheck vectors bench fuzz lint
 
 test: fmtcheck vet
 	$(GO) test -count=1 ./...
@@ -21,6 +22,13 @@ test: fmtcheck vet
 # on one PostgreSQL database (MLSMODE_TEST_POSTGRES).
 e2e:
 	$(GO) test -count=1 -tags e2e ./e2e/...
+	@$(MAKE) --no-print-directory interop
+
+# Independent MLS implementations with our running server: npm ci installs
+# the exactly pinned ts-mls packages of interop/ts-mls (Node 20 or later).
+interop:
+	cd interop/ts-mls && npm ci --no-audit --no-fund
+	$(GO) test -count=1 -v -tags interop ./interop/...
 
 ci: test e2e
 
@@ -31,6 +39,7 @@ fmtcheck:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags interop ./interop/...
 
 # How many cases of each official MLS test-vector file ran, per cipher suite.
 vectors:
@@ -50,3 +59,4 @@ fuzz:
 lint: fmtcheck vet
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags e2e ./e2e/...
+	$(GO) run $(STATICCHECK) -tags interop ./interop/...
