@@ -479,18 +479,22 @@ func withCommitID(path, commitID string) string {
 	return path + "?de.bwi.mls.commit_id=" + url.QueryEscape(commitID)
 }
 
-// Invite adds every device of userID to the room after checking each
-// against the room's security.required_verification (a failure is a
-// *VerificationError and nothing is committed), waits for the commit to
-// be accepted, then sends the Welcome to each device and invites the user.
-func (c *Client) Invite(ctx context.Context, roomID, userID string) error {
+// Invite adds every device of each user to the room in one commit, after
+// checking each device against the room's security.required_verification
+// (a failure is a *VerificationError naming the device and nothing is
+// committed); once the commit is accepted it sends the Welcome to each
+// device and invites each user, in the proposal's order.
+func (c *Client) Invite(ctx context.Context, roomID string, userIDs ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.invite(ctx, roomID, userID, nil, true)
+	return c.invite(ctx, roomID, userIDs, nil, true)
 }
 
-// invite adds userID's devices (only those listed in only, if non-nil).
-func (c *Client) invite(ctx context.Context, roomID, userID string, only []Invitee, sendInvite bool) error {
+// invite adds the users' devices (only those listed in only, if non-nil).
+func (c *Client) invite(ctx context.Context, roomID string, userIDs []string, only []Invitee, sendInvite bool) error {
+	if len(userIDs) == 0 {
+		return errors.New("no user to invite")
+	}
 	r, err := c.joinedRoom(roomID)
 	if err != nil {
 		return err
@@ -499,18 +503,22 @@ func (c *Client) invite(ctx context.Context, roomID, userID string, only []Invit
 	if err != nil {
 		return err
 	}
-	q, err := c.queryKeys(ctx, userID)
+	q, err := c.queryKeys(ctx, userIDs...)
 	if err != nil {
 		return err
 	}
 	var devices []DeviceInfo
-	for _, d := range c.devicesOf(q, userID) {
-		if only == nil || slices.Contains(only, Invitee{d.UserID, d.DeviceID}) {
-			devices = append(devices, d)
+	for _, u := range userIDs {
+		n := 0
+		for _, d := range c.devicesOf(q, u) {
+			if only == nil || slices.Contains(only, Invitee{d.UserID, d.DeviceID}) {
+				devices = append(devices, d)
+				n++
+			}
 		}
-	}
-	if len(devices) == 0 {
-		return fmt.Errorf("%s has no device with keys to add", userID)
+		if n == 0 {
+			return fmt.Errorf("%s has no device with keys to add", u)
+		}
 	}
 	pins := map[string][]byte{}
 	for _, d := range devices {
@@ -540,8 +548,10 @@ func (c *Client) invite(ctx context.Context, roomID, userID string, only []Invit
 			return nil, nil, err
 		}
 		next := *cur
-		if dom := domainOf(userID); !slices.Contains(next.Federation.Servers, dom) {
-			next.Federation.Servers = append(slices.Clone(next.Federation.Servers), dom)
+		for _, u := range userIDs {
+			if dom := domainOf(u); !slices.Contains(next.Federation.Servers, dom) {
+				next.Federation.Servers = append(slices.Clone(next.Federation.Servers), dom)
+			}
 		}
 		return proposals, &next, nil
 	}
@@ -558,13 +568,14 @@ func (c *Client) invite(ctx context.Context, roomID, userID string, only []Invit
 		}
 	}
 	accepted := r.Chain[len(r.Chain)-1].CommitID
-	welcome := r.LastWelcome
-	if err := c.sendWelcome(ctx, r.ID, accepted, welcome, adds); err != nil {
+	if err := c.sendWelcome(ctx, r.ID, accepted, r.LastWelcome, adds); err != nil {
 		return err
 	}
 	if sendInvite {
-		if err := c.call(ctx, "POST", roomPath(r.ID, "/invite"), map[string]string{"user_id": userID}, nil); err != nil {
-			return fmt.Errorf("inviting %s to %s: %w", userID, r.ID, err)
+		for _, u := range userIDs {
+			if err := c.call(ctx, "POST", roomPath(r.ID, "/invite"), map[string]string{"user_id": u}, nil); err != nil {
+				return fmt.Errorf("inviting %s to %s: %w", u, r.ID, err)
+			}
 		}
 	}
 	return nil

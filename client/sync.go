@@ -177,11 +177,22 @@ func (c *Client) Join(ctx context.Context, roomID string) error {
 		}
 	}
 	r := c.rooms[roomID]
+	joined := false
+	if r.WelcomeCommitID == "" {
+		// The commit must be looked up in the room's history, which the
+		// server shows to members only.
+		if err := c.call(ctx, "POST", roomPath(roomID, "/join"), map[string]any{}, nil); err != nil {
+			return fmt.Errorf("joining %s: %w", roomID, err)
+		}
+		joined = true
+	}
 	if err := c.joinFromWelcome(ctx, r); err != nil {
 		return err
 	}
-	if err := c.call(ctx, "POST", roomPath(roomID, "/join"), map[string]any{}, nil); err != nil {
-		return fmt.Errorf("joining %s: %w", roomID, err)
+	if !joined {
+		if err := c.call(ctx, "POST", roomPath(roomID, "/join"), map[string]any{}, nil); err != nil {
+			return fmt.Errorf("joining %s: %w", roomID, err)
+		}
 	}
 	r.Membership = "join"
 	if r.AuthData == nil {
@@ -214,7 +225,11 @@ func (c *Client) joinFromWelcome(ctx context.Context, r *room) error {
 	}
 	commitID := r.WelcomeCommitID
 	if commitID == "" {
-		return fmt.Errorf("the Welcome for %s does not name its commit", r.ID)
+		// A Welcome from a client that does not name the commit: find the
+		// accepted commit that started the Welcome's epoch.
+		if commitID, err = c.findCommit(ctx, r.ID, g.Epoch()-1); err != nil {
+			return fmt.Errorf("the Welcome for %s does not name its commit: %w", r.ID, err)
+		}
 	}
 	r.group, r.CommitID, r.Welcome, r.WelcomeCommitID = g, commitID, nil, ""
 	r.NeedsWelcome, r.Kept, r.Own, r.Deferred = "", nil, nil, nil
@@ -228,6 +243,39 @@ func (c *Client) joinFromWelcome(ctx context.Context, r *room) error {
 		extra[used] = nil
 	}
 	return c.saveRoom(ctx, r, extra)
+}
+
+// findCommit pages back through the room's history for the accepted
+// commit sent in epoch.
+func (c *Client) findCommit(ctx context.Context, roomID string, epoch uint64) (string, error) {
+	from := ""
+	for range 50 {
+		path := roomPath(roomID, "/messages?dir=b&limit=100")
+		if from != "" {
+			path += "&from=" + url.QueryEscape(from)
+		}
+		var page struct {
+			Chunk []syncEvent `json:"chunk"`
+			End   string      `json:"end"`
+		}
+		if err := c.call(ctx, "GET", path, nil, &page); err != nil {
+			return "", err
+		}
+		for i := range page.Chunk {
+			ev := &page.Chunk[i]
+			if ev.Type != c.cfg.Version.CommitType() {
+				continue
+			}
+			if _, m, err := mlsOf(ev); err == nil && m.PrivateMessage.Epoch == epoch {
+				return ev.EventID, nil
+			}
+		}
+		if page.End == "" || len(page.Chunk) == 0 {
+			break
+		}
+		from = page.End
+	}
+	return "", fmt.Errorf("no accepted commit of epoch %d in the room's history", epoch)
 }
 
 // fetchFedMap reads the federation map of the room's current commit:
@@ -576,7 +624,7 @@ func (c *Client) redoLostAdds(ctx context.Context, r *room) error {
 	}
 	slices.Sort(users)
 	for _, u := range users {
-		if err := c.invite(ctx, r.ID, u, byUser[u], false); err != nil {
+		if err := c.invite(ctx, r.ID, []string{u}, byUser[u], false); err != nil {
 			r.LostAdds = append(r.LostAdds, byUser[u]...)
 			_ = c.saveRoom(ctx, r, nil)
 			return fmt.Errorf("adding %s again: %w", u, err)
