@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -309,13 +308,4 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-// decodeObject decodes a JSON object, nil if it is not one.
-func decodeObject(b []byte) map[string]any {
-	var m map[string]any
-	if json.Unmarshal(bytes.TrimSpace(b), &m) != nil {
-		return nil
-	}
-	return m
 }
