@@ -8,8 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/mlsmode/mlsmode/roomversion"
 	"github.com/mlsmode/mlsmode/stateres"
@@ -17,6 +20,7 @@ import (
 )
 
 const demoUsage = `usage: mlsroom demo [--json] [--seed N] [--security-window SECONDS]
+       mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--json] [--seed N] [--security-window SECONDS]
 
 Tells, in one process, the story of one MLS mode room shared by three
 servers: a.example, b.example and c.example, with powers [a, b], servers
@@ -44,6 +48,23 @@ Flags:
                          partition bob and carol roll back and follow the
                          winning commit instead of needing a new Welcome
 
+  --http                 tell the same story over HTTP instead: start three
+                         mlsserver processes on 127.0.0.1 (each with its
+                         own SQLite database in a temporary directory,
+                         federating over HTTPS through link proxies of the
+                         demo, which cut the network), run alice, bob and
+                         carol with package client against them, and
+                         print the same transcript from what the servers'
+                         client API and the clients report; about a
+                         minute; the servers are stopped at the end, on
+                         error and on interrupt
+  --server-bin PATH      (--http) the mlsserver binary to run; default:
+                         build cmd/mlsserver with "go build" into the
+                         temporary directory (run from inside the module)
+  --clock-speed N        (--http) server seconds per real second, 1 to 600
+                         (default 60: the 5-minute pending-commit windows
+                         pass in 5 s); the clients follow the same clock
+
 Events are named by labels (C4a: the commit of epoch 4 sent by a.example;
 P3c: a pending commit of epoch 3 from c.example; M1: the first message),
 since event IDs hash random MLS ciphertexts and differ from run to run.
@@ -60,6 +81,9 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "")
 	seed := fs.Int64("seed", 1, "")
 	window := fs.Uint64("security-window", 0, "")
+	httpMode := fs.Bool("http", false, "")
+	serverBin := fs.String("server-bin", "", "")
+	speed := fs.Float64("clock-speed", demoHTTPSpeed, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, demoUsage)
@@ -72,7 +96,19 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mlsroom demo: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
-	rep, _, err := demo(context.Background(), *seed, *window)
+	httpOpts, err := demoHTTPFlags(fs, *httpMode, *serverBin, *speed)
+	if err != nil {
+		fmt.Fprintf(stderr, "mlsroom demo: %v\n", err)
+		return exitUsage
+	}
+	var rep *demoReport
+	if *httpMode {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		rep, err = demoHTTP(ctx, *seed, *window, httpOpts, stderr)
+		stop()
+	} else {
+		rep, _, err = demo(context.Background(), *seed, *window)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mlsroom demo: %v\n", err)
 		return exitInvalid
@@ -131,6 +167,8 @@ type demoReport struct {
 	Messages       []demoReportMessage  `json:"messages"`
 	NeedsWelcome   []string             `json:"needs_welcome"`
 	RolledBack     []demoReportRollback `json:"rolled_back"`
+	// HTTP is set when the story ran over mlsserver processes (--http).
+	HTTP *demoReportHTTP `json:"http,omitempty"`
 }
 
 type demoReportServer struct {
@@ -414,7 +452,12 @@ func (w *demoWorld) allEvents() ([]*roomversion.Event, stateres.MapStore) {
 func (r *demoReport) writeText(out io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(out, format, args...) }
 	p("mlsroom demo: one MLS mode room (MSC4256) on three servers, a fork and its healing\n")
-	p("seed %d, security.window %ds, room %s (%s), virtual clock from %s\n\n", r.Seed, r.SecurityWindow, r.RoomID, r.RoomVersion, r.Start)
+	if r.HTTP == nil {
+		p("seed %d, security.window %ds, room %s (%s), virtual clock from %s\n\n", r.Seed, r.SecurityWindow, r.RoomID, r.RoomVersion, r.Start)
+	} else {
+		p("over HTTP: three mlsserver processes (%s), clock speed %v from %s\n", strings.Join(r.HTTP.URLs, ", "), r.HTTP.ClockSpeed, r.Start)
+		p("seed %d, security.window %ds, room %s (%s), %ds of real time\n\n", r.Seed, r.SecurityWindow, r.RoomID, r.RoomVersion, r.HTTP.WallSeconds)
+	}
 	for _, s := range r.Servers {
 		rank := "not in powers"
 		if s.PowersIndex != nil {
@@ -434,7 +477,11 @@ func (r *demoReport) writeText(out io.Writer) {
 	p("\nThe fork\n\n")
 	p("%s\n", demoWrap(fmt.Sprintf("  After %s two commits claimed epoch %d: %s from %s (powers index %d, %s) and %s from %s (powers index %d, %s). %s wins: state resolution ranks commits by their origin's place in powers of the fork point, then origin_server_ts, then event ID.",
 		f.ForkPoint, f.Epoch, f.Winner.Commit, f.Winner.Origin, f.Winner.PowersIndex, f.Winner.Time, f.Loser.Commit, f.Loser.Origin, f.Loser.PowersIndex, f.Loser.Time, f.Winner.Commit), 78, "  "))
-	p("\n  What lost (stateres.Losers):\n")
+	if r.HTTP == nil {
+		p("\n  What lost (stateres.Losers):\n")
+	} else {
+		p("\n  What lost (soft-failed as a lost fork, case c, by the servers):\n")
+	}
 	for _, l := range r.Losers {
 		p("    %-4s %-22s epoch %d from %s\n", l.Event, l.Type, l.Epoch, l.Origin)
 	}

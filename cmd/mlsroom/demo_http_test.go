@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The flags of demo --http: usage errors exit 2 before anything starts;
+// a --server-bin that is not an executable file exits 1, also before any
+// process starts.
+func TestDemoHTTPFlags(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "mlsserver.txt")
+	if err := os.WriteFile(notExec, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"--server-bin", "/bin/true"}, exitUsage, "--server-bin needs --http"},
+		{[]string{"--clock-speed", "30"}, exitUsage, "--clock-speed needs --http"},
+		{[]string{"--json", "--clock-speed", "60"}, exitUsage, "--clock-speed needs --http"},
+		{[]string{"--http", "--clock-speed", "0"}, exitUsage, "--clock-speed 0: must be from 1 to 600"},
+		{[]string{"--http", "--clock-speed", "601"}, exitUsage, "must be from 1 to 600"},
+		{[]string{"--http", "--clock-speed", "NaN"}, exitUsage, "must be from 1 to 600"},
+		{[]string{"--http", "--clock-speed", "fast"}, exitUsage, "invalid value"},
+		{[]string{"--http", "--server-bin", ""}, exitUsage, "--server-bin: empty path"},
+		{[]string{"--http", "extra"}, exitUsage, "unexpected arguments"},
+		{[]string{"--http=maybe"}, exitUsage, "invalid boolean value"},
+		{[]string{"--http", "--server-bin", filepath.Join(dir, "missing")}, exitInvalid, "--server-bin: stat"},
+		{[]string{"--http", "--server-bin", dir}, exitInvalid, "not an executable file"},
+		{[]string{"--http", "--server-bin", notExec, "--json"}, exitInvalid, "not an executable file"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"demo"}, tc.args...), strings.NewReader(""), &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tc.code, tc.stderr)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("printed on stdout: %q", stdout.String())
+			}
+		})
+	}
+}
+
+// demoHTTPFlags returns the options of valid command lines.
+func TestDemoHTTPOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want demoHTTPOptions
+	}{
+		{[]string{"--http"}, demoHTTPOptions{speed: demoHTTPSpeed}},
+		{[]string{"--http", "--clock-speed", "1"}, demoHTTPOptions{speed: 1}},
+		{[]string{"--http", "--clock-speed", "600", "--server-bin", "/x/mlsserver"}, demoHTTPOptions{serverBin: "/x/mlsserver", speed: 600}},
+		{[]string{"--seed", "3"}, demoHTTPOptions{}},
+	} {
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		httpMode := fs.Bool("http", false, "")
+		bin := fs.String("server-bin", "", "")
+		speed := fs.Float64("clock-speed", demoHTTPSpeed, "")
+		fs.Int64("seed", 1, "")
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := demoHTTPFlags(fs, *httpMode, *bin, *speed)
+		if err != nil || got != tc.want {
+			t.Errorf("%v: %+v, %v; want %+v", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+// The usage names the --http flags.
+func TestDemoHTTPUsage(t *testing.T) {
+	out := runDemoCLI(t, "-h")
+	for _, want := range []string{"mlsroom demo --http [--server-bin PATH] [--clock-speed N]", "--server-bin PATH", "--clock-speed N"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("demo -h does not mention %q", want)
+		}
+	}
+}
+
+// The transcript of a run over HTTP says so in its header and names the
+// servers' verdicts as the source of what lost; the in-process one does
+// not change.
+func TestDemoHTTPTranscriptHeader(t *testing.T) {
+	rep, _, err := demo(context.Background(), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain bytes.Buffer
+	rep.writeText(&plain)
+	rep.HTTP = &demoReportHTTP{ClockSpeed: 60, URLs: []string{"a.example http://127.0.0.1:1"}, WallSeconds: 42}
+	var over bytes.Buffer
+	rep.writeText(&over)
+	for _, want := range []string{"over HTTP: three mlsserver processes (a.example http://127.0.0.1:1), clock speed 60 from ",
+		"42s of real time", "What lost (soft-failed as a lost fork, case c, by the servers):"} {
+		if !strings.Contains(over.String(), want) {
+			t.Errorf("the --http transcript lacks %q", want)
+		}
+	}
+	for _, want := range []string{"virtual clock from", "What lost (stateres.Losers):"} {
+		if !strings.Contains(plain.String(), want) || strings.Contains(over.String(), want) {
+			t.Errorf("%q: in the in-process transcript %v, in the --http one %v", want, strings.Contains(plain.String(), want), strings.Contains(over.String(), want))
+		}
+	}
+	// Everything after the header is the same.
+	cut := func(s string) string { return s[strings.Index(s, "\nWhat happens"):] }
+	if cut(strings.ReplaceAll(over.String(), "soft-failed as a lost fork, case c, by the servers", "stateres.Losers")) != cut(plain.String()) {
+		t.Error("the --http transcript differs from the in-process one beyond its header and the losers' heading")
+	}
+}
+
+// The link proxy forwards while unblocked; blocking closes the open
+// connection and refuses new ones; unblocking forwards again.
+func TestDemoHTTPLinkProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	l, err := startLinkProxy(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	echo := func(c net.Conn, msg string) error {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != msg {
+			return errors.New("echoed " + string(buf))
+		}
+		return nil
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", l.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c1 := dial()
+	if err := echo(c1, "before"); err != nil {
+		t.Fatalf("unblocked: %v", err)
+	}
+	l.setBlocked(true)
+	var ne net.Error
+	_ = c1.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c1.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the connection open when blocked was not closed: %v", err)
+	}
+	if err := echo(dial(), "during"); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("a connection while blocked was not closed: %v", err)
+	}
+	l.setBlocked(false)
+	if err := echo(dial(), "after"); err != nil {
+		t.Fatalf("after unblocking: %v", err)
+	}
+}
