@@ -47,6 +47,9 @@ type ourMember interface {
 	Members() []string
 	// Removed says whether a commit removed this member.
 	Removed() bool
+	// Credential reads the Matrix identity in the credential of a device
+	// from /keys/query.
+	Credential(userID, deviceID string) *mls.MatrixIdentity
 }
 
 // received is what a member made of one event.
@@ -216,10 +219,9 @@ func (m *tcMember) process(ev map[string]any) received {
 	return received{}
 }
 
-// keyQuery returns the credential of a device from /keys/query, decoded
-// by our mls package.
-func keyQuery(t *testing.T, c *testclient.Client, userID, deviceID string) *mls.MatrixIdentity {
-	t.Helper()
+func (m *tcMember) Credential(userID, deviceID string) *mls.MatrixIdentity {
+	m.t.Helper()
+	t, c := m.t, m.c
 	r := c.Do("POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{userID: []string{}}}).Must(t, 200, "keys/query")
 	dk, _ := r.Body["device_keys"].(map[string]any)
 	user, _ := dk[userID].(map[string]any)

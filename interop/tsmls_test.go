@@ -98,14 +98,14 @@ func tsmlsStory(t *testing.T, number int, cs mls.CipherSuite) {
 	step("tara (ts-mls) registered, uploaded 3 key packages; one without 0xF6D0 refused: %v %v", r["errcode"], r["error"])
 	tara.call("initial_sync", nil)
 
-	alice := newTCMember(t, url, "alice", cs)
-	bob := newTCMember(t, url, "bob", cs)
-	carol := newTCMember(t, url, "carol", cs)
-	for _, m := range []*tcMember{alice, bob, carol} {
+	// Our members: the one place that says which client they run on.
+	newOurs := func(name string) ourMember { return newTCMember(t, url, name, cs) }
+	alice, bob, carol := newOurs("alice"), newOurs("bob"), newOurs("carol")
+	for _, m := range []ourMember{alice, bob, carol} {
 		m.UploadKeys(2)
 		m.InitialSync()
 	}
-	if id := keyQuery(t, alice.c, taraID, taraDevice); id.UserID != taraID || id.DeviceID != taraDevice {
+	if id := alice.Credential(taraID, taraDevice); id.UserID != taraID || id.DeviceID != taraDevice {
 		t.Fatalf("tara's credential names %s %s", id.UserID, id.DeviceID)
 	}
 
@@ -127,8 +127,8 @@ func tsmlsStory(t *testing.T, number int, cs mls.CipherSuite) {
 	if !slices.Equal(alice.Members(), want) || !slices.Equal(bob.Members(), want) {
 		t.Fatalf("members: alice %v, bob %v, want %v", alice.Members(), bob.Members(), want)
 	}
-	if exts := fmt.Sprint(r["group_context_extensions"]); !strings.Contains(exts, "required_capabilities") {
-		t.Fatalf("tara's group context extensions %s lack required_capabilities", exts)
+	if req, _ := r["required_extension_types"].([]any); len(req) != 1 || req[0] != float64(0xF6D0) {
+		t.Fatalf("the required extension types tara's group context lists: %v, want [0xF6D0 = %d]", r["required_extension_types"], 0xF6D0)
 	}
 	step("tara joined from our Welcome at epoch %d with members %v", alice.Epoch(), want)
 
@@ -145,7 +145,7 @@ func tsmlsStory(t *testing.T, number int, cs mls.CipherSuite) {
 	text = fmt.Sprintf("hello from ts-mls (suite %d)", number)
 	r = tara.call("send_message", map[string]any{"room_id": roomID, "text": text})
 	msg = r["event_id"].(string)
-	for _, m := range []*tcMember{alice, bob} {
+	for _, m := range []ourMember{alice, bob} {
 		if got := m.Await(roomID, msg); got.Kind != "message" || got.Text != text {
 			t.Fatalf("%s made %+v of tara's message, want %q", m.UserID(), got, text)
 		}
@@ -234,7 +234,7 @@ func tsmlsStory(t *testing.T, number int, cs mls.CipherSuite) {
 	}
 	text = fmt.Sprintf("welcome carol, from ts-mls (suite %d)", number)
 	msg = tara.call("send_message", map[string]any{"room_id": roomID, "text": text})["event_id"].(string)
-	for _, m := range []*tcMember{alice, carol} {
+	for _, m := range []ourMember{alice, carol} {
 		if got := m.Await(roomID, msg); got.Kind != "message" || got.Text != text {
 			t.Fatalf("%s made %+v of tara's last message, want %q", m.UserID(), got, text)
 		}

@@ -16,6 +16,7 @@ import {
   createApplicationMessage,
   createCommit,
   decodeMlsMessage,
+  decodeRequiredCapabilities,
   emptyPskIndex,
   encodeMlsMessage,
   generateKeyPackageWithKey,
@@ -343,8 +344,11 @@ class Member {
     await this.http("POST", this.roomPath(room_id, "/join"), {});
     const room = { state, commitId: commit_id, queue: [], seen: new Set(), own: new Map() };
     this.rooms.set(room_id, room);
-    const exts = state.groupContext.extensions.map((e) => (typeof e.extensionType === "number" ? e.extensionType : e.extensionType));
-    return { ...this.summary(room), group_context_extensions: exts };
+    const rc = state.groupContext.extensions.find((e) => e.extensionType === "required_capabilities");
+    if (!rc) throw new Error("the group context has no required_capabilities extension");
+    const decoded = decodeRequiredCapabilities(rc.extensionData, 0);
+    if (!decoded) throw new Error("required_capabilities does not decode");
+    return { ...this.summary(room), required_extension_types: decoded[0].extensionTypes };
   }
 
   // next returns the next timeline event of the room (syncing for it).
