@@ -21,7 +21,7 @@ test: fmtcheck vet
 # Multi-process tests: they build cmd/mlsserver and run several processes
 # on one PostgreSQL database (MLSMODE_TEST_POSTGRES).
 e2e:
-	$(GO) test -count=1 -tags e2e ./e2e/...
+	$(GO) test -count=1 -tags e2e ./e2e/... ./cmd/mlsroom/
 	@$(MAKE) --no-print-directory interop
 
 # Independent MLS implementations with our running server: npm ci installs
