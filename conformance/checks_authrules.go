@@ -1,4 +1,243 @@
 package conformance
 
-// AuthRuleChecks are the auth-rule cases sent over /send.
-func AuthRuleChecks() []Check { return nil }
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/mlsmode/mlsmode/authrules/authrulestest"
+	"github.com/mlsmode/mlsmode/internal/testclient"
+	"github.com/mlsmode/mlsmode/roomversion"
+)
+
+// AuthRuleChecks are the auth-rule cases of authrulestest.Cases (the
+// table the authrules package tests with), generated at run time for the
+// suite's servers as A, B and D and the server under test as C (a server
+// in servers and can_propose, not in powers), each in a room of its own:
+// the suite invites a user of the server under test with the room's
+// epoch-0 commit, the user joins, the suite sends the events the room
+// holds in the case and then the case's event over /send, and the
+// verdict is read back (the /send answer; GET /event: 404 for rejected,
+// unsigned de.bwi.mls.soft_failed naming the case for soft-failed, SPEC-NOTES §11)
+// and compared with the table's.
+//
+// A case is left out, by what it is made of, when the suite cannot play
+// it: an event of C's (the suite cannot sign as the server under test), a
+// room without an epoch-0 commit that lists C (nothing to invite with: the
+// create-event cases), or an auth event the server must never have
+// received (the suite serves every event it sends).
+func AuthRuleChecks() []Check {
+	p := authParams("!placeholder:"+SuiteNameA, "c.example", make([]byte, ed25519.SeedSize), func(string) []byte { return make([]byte, ed25519.SeedSize) })
+	var out []Check
+	for _, cs := range authrulestest.Cases(p) {
+		if reason := unplayable(&cs, p.C.Name); reason != "" {
+			continue
+		}
+		about := "auth rule " + cs.About
+		if cs.About == "chain" || cs.About == "room" {
+			about = cs.About
+		}
+		want := "accepted"
+		switch {
+		case cs.Rule != "":
+			want = "rejected by rule " + cs.Rule
+		case cs.SoftFail != "":
+			want = "soft-failed (" + cs.SoftFail + ")"
+		}
+		out = append(out, Check{Section: "federation/authrules", Name: cs.Name, About: about + ": " + want + " over /send, SPEC-NOTES §4",
+			Run: func(c *C) { c.NeedFederation(); runAuthCase(c, cs.Name) }})
+	}
+	return out
+}
+
+// unplayable says why a case cannot be played over federation ("" when
+// it can).
+func unplayable(cs *authrulestest.Case, sut string) string {
+	evs := append([]*roomversion.Event{cs.Event}, cs.Room...)
+	for _, a := range cs.AuthEvents {
+		if a == nil {
+			return "an auth event the server never received"
+		}
+		evs = append(evs, a)
+	}
+	for _, e := range evs {
+		if e != nil && e.Origin() == sut {
+			return "an event of the server under test"
+		}
+	}
+	if inviteCommit(cs, sut) == nil {
+		return "no epoch-0 commit listing the server under test"
+	}
+	if cs.Event == nil || cs.State == nil {
+		return ""
+	}
+	// The state before the event, as a server derives it from the prev
+	// events, must be the table's State: cases that set the state apart
+	// from the DAG are for the rules alone.
+	known := map[string]*roomversion.Event{}
+	for _, e := range cs.Room {
+		known[e.EventID()] = e
+	}
+	for _, id := range cs.Event.PrevEventIDs() {
+		e, ok := known[id]
+		if !ok {
+			return "a prev event the room does not hold"
+		}
+		if stateCommitAfter(e) != cs.State.EventID() {
+			return "a state before the event that its prev events do not lead to"
+		}
+	}
+	for _, e := range cs.Room {
+		if e.RoomID().String() != cs.Create.RoomID().String() {
+			return "events of another room"
+		}
+	}
+	return ""
+}
+
+// stateCommitAfter is the commit of the state after e: e itself if it is
+// a commit, else its auth commit.
+func stateCommitAfter(e *roomversion.Event) string {
+	if e.Kind() == roomversion.EventCommit {
+		return e.EventID()
+	}
+	auth := e.AuthEventIDs()
+	if len(auth) < 2 {
+		return ""
+	}
+	return auth[len(auth)-1]
+}
+
+// inviteCommit is the room's epoch-0 commit if it lists sut in servers.
+func inviteCommit(cs *authrulestest.Case, sut string) *roomversion.Event {
+	for _, e := range cs.Room {
+		if e.Kind() != roomversion.EventCommit || e.Epoch() != 0 || e.RoomID().String() != cs.Create.RoomID().String() {
+			continue
+		}
+		if fm, err := e.FederationMap(); err == nil && slices.Contains(fm.Federation.Servers, sut) {
+			return e
+		}
+	}
+	return nil
+}
+
+// authParams are the cases' parameters: the suite's three servers as A, B
+// and D, sut as C.
+func authParams(roomID, sut string, sutSeed []byte, seed func(string) []byte) authrulestest.Params {
+	srv := func(name string, s []byte) authrulestest.Server {
+		return authrulestest.Server{Name: name, KeyID: SuiteKeyID, Seed: s}
+	}
+	p := authrulestest.DefaultParams()
+	p.RoomID = roomID
+	p.A, p.B, p.C, p.D = srv(SuiteNameA, seed(SuiteNameA)), srv(SuiteNameB, seed(SuiteNameB)), srv(sut, sutSeed), srv(SuiteNameD, seed(SuiteNameD))
+	// Three hours back: every event (the room scenario's start an hour
+	// after the others) is in the past.
+	p.Clock = time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	return p
+}
+
+// runAuthCase plays one case against the server under test.
+func runAuthCase(c *C, name string) {
+	roomID := fmt.Sprintf("!%sar%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)
+	sutSeed := make([]byte, ed25519.SeedSize)
+	_, _ = rand.Read(sutSeed)
+	p := authParams(roomID, c.Env.ServerName, sutSeed, c.Env.Suite.Seed)
+	p.MLSSeed = []byte(roomID)
+	var cs *authrulestest.Case
+	for _, x := range authrulestest.Cases(p) {
+		if x.Name == name {
+			cs = &x
+			break
+		}
+	}
+	if cs == nil {
+		c.Fatalf("no case %s in the table", name)
+	}
+	if reason := unplayable(cs, c.Env.ServerName); reason != "" {
+		c.Fatalf("case %s cannot be played: %s", name, reason)
+	}
+	// The table's own verdict, by the authrules package: a case the
+	// reference does not agree with is the suite's fault, not the server's.
+	ref, err := authrulestest.Run(cs)
+	if err != nil || ref.Rule != cs.Rule || ref.SoftFail != cs.SoftFail {
+		c.Fatalf("the case table is inconsistent for %s: reference verdict %+v (%v), table rule %q soft-fail %q", name, ref, err, cs.Rule, cs.SoftFail)
+	}
+
+	// Every event the case holds is fetchable from the suite.
+	serve := [][]byte{cs.JSON}
+	for _, e := range cs.Room {
+		serve = append(serve, e.JSON())
+	}
+	for _, e := range cs.AuthEvents {
+		serve = append(serve, e.JSON())
+	}
+	for _, b := range serve {
+		c.Env.Suite.Serve(b)
+	}
+
+	u := c.User("rules")
+	c0 := inviteCommit(cs, c.Env.ServerName)
+	status, body := invite(c, cs.Create.RoomID().String(), "@inviter:"+SuiteNameA, u.UserID, cs.Create.JSON(), c0.JSON())
+	if status != 200 {
+		c.Fatalf("setting up the case: PUT invite with the room's epoch-0 commit %s: %d %s", c0.EventID(), status, clip(body))
+	}
+	expect(c, u.Do("POST", testclient.RoomPath(cs.Create.RoomID().String(), "/join"), map[string]any{}), "setting up the case: POST /join", 200, "", "")
+
+	var pdus []json.RawMessage
+	for _, e := range cs.Room {
+		if e.EventID() != cs.Create.EventID() && e.EventID() != c0.EventID() {
+			pdus = append(pdus, e.JSON())
+		}
+	}
+	id := roomversion.ReferenceIDOf(cs.JSON)
+	pdus = append(pdus, json.RawMessage(cs.JSON))
+	status, body, res := sendPDUs(c, SuiteNameA, pdus...)
+	if status != 200 {
+		c.Fatalf("PUT /send of the case's events: %d %s", status, clip(body))
+	}
+	for _, e := range cs.Room {
+		if e.EventID() == cs.Create.EventID() || e.EventID() == c0.EventID() || bytes.Equal(e.JSON(), cs.JSON) {
+			continue
+		}
+		if r, ok := res[e.EventID()]; !ok || r != "" {
+			c.Fatalf("setting up the case: the room's event %s (%s of %s) was not accepted: %q", e.EventID(), e.Type(), e.Origin(), r)
+		}
+	}
+	sendErr, ok := res[id]
+	if !ok {
+		c.Fatalf("PUT /send: no answer for the case's event %s: %s", id, clip(body))
+	}
+	if cs.Rule != "" {
+		if sendErr == "" {
+			c.Errorf("the event (%s) must be rejected by auth rule %s; /send accepted it", cs.Description, cs.Rule)
+		}
+		if cs.Event != nil {
+			r := u.Do("GET", testclient.RoomPath(cs.Create.RoomID().String(), "/event/"+url.PathEscape(id)), nil)
+			if r.Status != 404 {
+				c.Errorf("the event (%s) must be rejected by auth rule %s; GET /event answered %d %s", cs.Description, cs.Rule, r.Status, clip(r.Raw))
+			}
+		}
+		return
+	}
+	if sendErr != "" {
+		c.Fatalf("the event (%s) must be accepted; /send answered %q", cs.Description, sendErr)
+	}
+	r := u.Do("GET", testclient.RoomPath(cs.Create.RoomID().String(), "/event/"+url.PathEscape(id)), nil)
+	if r.Status != 200 {
+		c.Fatalf("the event (%s) must be accepted; GET /event answered %d %s", cs.Description, r.Status, clip(r.Raw))
+	}
+	unsigned, _ := r.Body["unsigned"].(map[string]any)
+	sf, _ := unsigned["de.bwi.mls.soft_failed"].(map[string]any)
+	got, _ := sf["case"].(string)
+	switch {
+	case cs.SoftFail == "" && sf != nil:
+		c.Errorf("the event (%s) must not be soft-failed; GET /event says soft-failed %v", cs.Description, sf)
+	case cs.SoftFail != "" && got != cs.SoftFail:
+		c.Errorf("the event (%s) must be soft-failed under case (%s); GET /event unsigned: %v", cs.Description, cs.SoftFail, unsigned)
+	}
+}

@@ -41,7 +41,7 @@ func serverKey(c *C) map[string]ed25519.PublicKey {
 	if err != nil {
 		c.Fatal(err)
 	}
-	status, body, err := c.Env.Suite.DoRaw(context.Background(), req)
+	status, body, err := c.Env.FedDoRaw(context.Background(), req)
 	if err != nil {
 		c.Fatalf("GET /_matrix/key/v2/server: %v", err)
 	}
@@ -84,7 +84,7 @@ func serverKey(c *C) map[string]ed25519.PublicKey {
 // fetchEvent fetches an event over GET /_matrix/federation/v1/event as
 // from.
 func fetchEvent(c *C, from, eventID string) (int, []byte, json.RawMessage) {
-	status, body, err := c.Env.Suite.Do(context.Background(), from, "GET", "/_matrix/federation/v1/event/"+url.PathEscape(eventID), nil)
+	status, body, err := c.Env.FedDo(context.Background(), from, "GET", "/_matrix/federation/v1/event/"+url.PathEscape(eventID), nil)
 	if err != nil {
 		c.Fatalf("GET /_matrix/federation/v1/event: %v", err)
 	}
@@ -198,7 +198,7 @@ func checkRemoteKeyClaim(c *C) {
 	u := c.User("claimed")
 	u.UploadKeys(2, false)
 	claim := func() string {
-		status, body, err := c.Env.Suite.Do(context.Background(), SuiteNameA, "POST", "/_matrix/federation/v1/user/keys/claim",
+		status, body, err := c.Env.FedDo(context.Background(), SuiteNameA, "POST", "/_matrix/federation/v1/user/keys/claim",
 			map[string]any{"one_time_keys": map[string]any{u.UserID: map[string]string{u.DeviceID: u.Alg}}})
 		if err != nil {
 			c.Fatalf("POST user/keys/claim: %v", err)
@@ -293,24 +293,24 @@ func hostileChecks() []Check {
 			if err != nil {
 				c.Fatal(err)
 			}
-			status, body, err := c.Env.Suite.DoRaw(context.Background(), req)
+			status, body, err := c.Env.FedDoRaw(context.Background(), req)
 			refused(c, "PUT /send without Authorization", status, body, err, 401, "M_UNAUTHORIZED")
 		}},
 		{"x-matrix-forged", "PUT /send signed by a key that is not the origin's: 401 M_UNAUTHORIZED", func(c *C) {
-			status, body, err := c.Env.Suite.DoSigned(context.Background(), SuiteNameA, c.Env.ServerName, c.Env.Suite.Key(SuiteNameB), "PUT", sendPath(c), emptyTxn(SuiteNameA))
+			status, body, err := c.Env.FedDoSigned(context.Background(), SuiteNameA, c.Env.ServerName, c.Env.Suite.Key(SuiteNameB), "PUT", sendPath(c), emptyTxn(SuiteNameA))
 			refused(c, "PUT /send signed by another server's key", status, body, err, 401, "M_UNAUTHORIZED")
 		}},
 		{"x-matrix-wrong-destination", "PUT /send signed for another destination: 401 M_UNAUTHORIZED", func(c *C) {
-			status, body, err := c.Env.Suite.DoSigned(context.Background(), SuiteNameA, "elsewhere.example.org", c.Env.Suite.Key(SuiteNameA), "PUT", sendPath(c), emptyTxn(SuiteNameA))
+			status, body, err := c.Env.FedDoSigned(context.Background(), SuiteNameA, "elsewhere.example.org", c.Env.Suite.Key(SuiteNameA), "PUT", sendPath(c), emptyTxn(SuiteNameA))
 			refused(c, "PUT /send signed for another destination", status, body, err, 401, "M_UNAUTHORIZED")
 		}},
 		{"send-body-not-a-transaction", "PUT /send whose pdus is not a list: 400", func(c *C) {
-			status, body, err := c.Env.Suite.Do(context.Background(), SuiteNameA, "PUT", sendPath(c),
+			status, body, err := c.Env.FedDo(context.Background(), SuiteNameA, "PUT", sendPath(c),
 				map[string]any{"origin": SuiteNameA, "origin_server_ts": 1, "pdus": map[string]any{"x": 1}})
 			refused(c, "PUT /send with pdus an object", status, body, err, 400, "M_BAD_JSON", "M_NOT_JSON")
 		}},
 		{"send-origin-mismatch", "PUT /send whose body's origin is not the request's: 400", func(c *C) {
-			status, body, err := c.Env.Suite.Do(context.Background(), SuiteNameA, "PUT", sendPath(c), emptyTxn(SuiteNameB))
+			status, body, err := c.Env.FedDo(context.Background(), SuiteNameA, "PUT", sendPath(c), emptyTxn(SuiteNameB))
 			refused(c, "PUT /send with another origin in the body", status, body, err, 400, "M_BAD_JSON")
 		}},
 		{"pdu-with-sender", "a PDU with sender is refused, SPEC-NOTES §2", func(c *C) {
@@ -364,7 +364,7 @@ func hostileChecks() []Check {
 			room := newSuiteRoom(c)
 			c0 := room.commit(SuiteNameA, nil, []string{SuiteNameA}, []string{SuiteNameA, SuiteNameB, c.Env.ServerName})
 			path := "/_matrix/federation/unstable/de.bwi.mls/invite/" + url.PathEscape(room.id) + "/" + c.Env.Prefix + fmt.Sprint(c.Env.users.Add(1))
-			status, body, err := c.Env.Suite.Do(context.Background(), SuiteNameB, "PUT", path, map[string]any{
+			status, body, err := c.Env.FedDo(context.Background(), SuiteNameB, "PUT", path, map[string]any{
 				"room_version": string(roomversion.V1), "inviter": "@inviter:" + SuiteNameA, "invitee": u.UserID,
 				"create_event": room.create.JSON(), "commit_event": c0.JSON()})
 			refused(c, "PUT invite from another server than the inviter's", status, body, err, 403, "M_FORBIDDEN")

@@ -151,9 +151,6 @@ func NewEnv(target Target, suite *SuiteServer) (*Env, error) {
 		FedHTTP: &http.Client{Timeout: 60 * time.Second, Transport: fedTransport},
 		Prefix:  NewPrefix(), Suite: suite,
 	}
-	if suite != nil {
-		suite.env = env
-	}
 	return env, nil
 }
 
@@ -162,6 +159,13 @@ func NewEnv(target Target, suite *SuiteServer) (*Env, error) {
 func (e *Env) WithClientURL(u string) *Env {
 	return &Env{ClientURL: strings.TrimRight(u, "/"), FederationURL: e.FederationURL, ServerName: e.ServerName,
 		HTTP: e.HTTP, FedHTTP: e.FedHTTP, Prefix: NewPrefix(), Suite: e.Suite}
+}
+
+// WithFederationURL returns a copy of e reaching the federation API at u
+// through hc (a proxy in front of the server), with a fresh user prefix.
+func (e *Env) WithFederationURL(u string, hc *http.Client) *Env {
+	return &Env{ClientURL: e.ClientURL, FederationURL: strings.TrimRight(u, "/"), ServerName: e.ServerName,
+		HTTP: e.HTTP, FedHTTP: hc, Prefix: NewPrefix(), Suite: e.Suite}
 }
 
 // selfSignedCert writes a self-signed certificate (its own CA) for names

@@ -112,7 +112,7 @@ func eventIDs(evs ...*roomversion.Event) []string {
 // test) from inviter's server to the server under test.
 func invite(c *C, roomID, inviter, invitee string, create, commit json.RawMessage) (int, []byte) {
 	path := "/_matrix/federation/unstable/de.bwi.mls/invite/" + url.PathEscape(roomID) + "/" + url.PathEscape(c.Env.Prefix+fmt.Sprint(c.Env.users.Add(1)))
-	status, body, err := c.Env.Suite.Do(context.Background(), roomversion.Domain(inviter), "PUT", path, map[string]any{
+	status, body, err := c.Env.FedDo(context.Background(), roomversion.Domain(inviter), "PUT", path, map[string]any{
 		"room_version": string(roomversion.V1), "inviter": inviter, "invitee": invitee, "create_event": create, "commit_event": commit})
 	if err != nil {
 		c.Fatalf("PUT invite: %v", err)
@@ -127,7 +127,7 @@ func sendPDUs(c *C, origin string, pdus ...json.RawMessage) (int, []byte, map[st
 		pdus = []json.RawMessage{}
 	}
 	txn := fmt.Sprintf("%stxn%d", c.Env.Prefix, c.Env.users.Add(1))
-	status, body, err := c.Env.Suite.Do(context.Background(), origin, "PUT", "/_matrix/federation/v1/send/"+txn,
+	status, body, err := c.Env.FedDo(context.Background(), origin, "PUT", "/_matrix/federation/v1/send/"+txn,
 		map[string]any{"origin": origin, "origin_server_ts": time.Now().UnixMilli(), "pdus": pdus, "edus": []any{}})
 	if err != nil {
 		c.Fatalf("PUT /send: %v", err)

@@ -153,3 +153,66 @@ func TestSuiteCatchesKeyPackagesAcceptedUnchecked(t *testing.T) {
 	}
 	expectVerdicts(t, env, conformance.Select(conformance.All(), append(ids, failing...)...), failing...)
 }
+
+// TestSuiteCatchesFederationRefusalsAnswered200: a TLS proxy in front of
+// the federation API answers 400, 401 and 403 with 200 {} and drops the
+// per-PDU errors of /send answers (every refused PDU looks accepted); the
+// hostile-request checks and the auth-rule cases whose event must be
+// rejected fail, the others pass.
+func TestSuiteCatchesFederationRefusalsAnswered200(t *testing.T) {
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{})
+	u, err := url.Parse(env.FederationURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = env.FedHTTP.Transport
+	rp.ModifyResponse = func(resp *http.Response) error {
+		switch {
+		case resp.StatusCode == 400 || resp.StatusCode == 401 || resp.StatusCode == 403:
+			_ = resp.Body.Close()
+			rewriteBody(resp, 200, []byte("{}"))
+		case resp.StatusCode == 200 && strings.HasPrefix(resp.Request.URL.Path, "/_matrix/federation/v1/send/"):
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			var ans struct {
+				PDUs map[string]map[string]any `json:"pdus"`
+			}
+			if json.Unmarshal(b, &ans) == nil {
+				for id := range ans.PDUs {
+					ans.PDUs[id] = map[string]any{}
+				}
+				b, _ = json.Marshal(ans)
+			}
+			rewriteBody(resp, 200, b)
+		}
+		return nil
+	}
+	srv := httptest.NewTLSServer(rp)
+	t.Cleanup(srv.Close)
+	bad := env.WithFederationURL(srv.URL, srv.Client())
+
+	var checks []conformance.Check
+	var failing []string
+	rejected, accepted := 0, 0
+	for _, ch := range conformance.All() {
+		switch {
+		case ch.Section == "federation/hostile":
+			checks, failing = append(checks, ch), append(failing, ch.ID())
+		case ch.Section == "federation/authrules" && strings.Contains(ch.About, "rejected by rule") && rejected < 4:
+			checks, failing = append(checks, ch), append(failing, ch.ID())
+			rejected++
+		case ch.Section == "federation/authrules" && !strings.Contains(ch.About, "rejected by rule") && accepted < 3:
+			checks = append(checks, ch)
+			accepted++
+		case ch.ID() == "federation/keys/server-key" || ch.ID() == "federation/rooms/remote-invite-and-join":
+			checks = append(checks, ch)
+		}
+	}
+	if len(failing) < 15 {
+		t.Fatalf("only %d checks expected to fail: %v", len(failing), failing)
+	}
+	expectVerdicts(t, bad, checks, failing...)
+}

@@ -41,7 +41,6 @@ type SuiteServer struct {
 
 	seeds map[string][]byte
 	srv   *http.Server
-	env   *Env
 
 	mu       sync.Mutex
 	events   map[string]json.RawMessage
@@ -110,16 +109,16 @@ func (s *SuiteServer) Received() []json.RawMessage {
 	return append([]json.RawMessage(nil), s.received...)
 }
 
-// Do sends a request signed by from (one of Names) to the server under
-// test's federation API and returns the status and body.
-func (s *SuiteServer) Do(ctx context.Context, from, method, path string, body any) (int, []byte, error) {
-	return s.DoSigned(ctx, from, s.env.ServerName, s.Key(from), method, path, body)
+// FedDo sends a request signed by from (one of the suite's names) to the
+// server under test's federation API and returns the status and body.
+func (e *Env) FedDo(ctx context.Context, from, method, path string, body any) (int, []byte, error) {
+	return e.FedDoSigned(ctx, from, e.ServerName, e.Suite.Key(from), method, path, body)
 }
 
-// DoSigned sends a request from origin to the server under test's
+// FedDoSigned sends a request from origin to the server under test's
 // federation API signed by key for destination (the hostile checks change
 // them).
-func (s *SuiteServer) DoSigned(ctx context.Context, origin, destination string, key ed25519.PrivateKey, method, path string, body any) (int, []byte, error) {
+func (e *Env) FedDoSigned(ctx context.Context, origin, destination string, key ed25519.PrivateKey, method, path string, body any) (int, []byte, error) {
 	fr := fclient.NewFederationRequest(method, spec.ServerName(origin), spec.ServerName(destination), path)
 	if body != nil {
 		if err := fr.SetContent(body); err != nil {
@@ -133,19 +132,19 @@ func (s *SuiteServer) DoSigned(ctx context.Context, origin, destination string, 
 	if err != nil {
 		return 0, nil, err
 	}
-	return s.DoRaw(ctx, req)
+	return e.FedDoRaw(ctx, req)
 }
 
-// DoRaw sends req (a matrix:// request, or one whose URL is only a path)
-// to the server under test's federation URL.
-func (s *SuiteServer) DoRaw(ctx context.Context, req *http.Request) (int, []byte, error) {
-	u, err := req.URL.Parse(s.env.FederationURL + req.URL.RequestURI())
+// FedDoRaw sends req (a matrix:// request, or one whose URL is only a
+// path) to the server under test's federation URL.
+func (e *Env) FedDoRaw(ctx context.Context, req *http.Request) (int, []byte, error) {
+	u, err := req.URL.Parse(e.FederationURL + req.URL.RequestURI())
 	if err != nil {
 		return 0, nil, err
 	}
 	out := req.Clone(ctx)
 	out.URL, out.Host = u, u.Host
-	resp, err := s.env.FedHTTP.Do(out)
+	resp, err := e.FedHTTP.Do(out)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
 	}
