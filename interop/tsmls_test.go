@@ -186,6 +186,9 @@ func tsmlsStory(t *testing.T, number int, cs mls.CipherSuite) {
 	if err := checkFedMap(mustHex(t, r["authenticated_data"]), fm2); err != nil {
 		t.Fatalf("the authenticated data of alice's commit, as tara received it: %v", err)
 	}
+	if got, want := fmt.Sprint(r["federation"]), fmt.Sprint(fedJSON(fm2)); got != want {
+		t.Fatalf("the federation map of alice's commit as tara decoded it: %s, want %s", got, want)
+	}
 	checkPeerState(t, "tara after alice's handover", r, alice.Epoch(), want)
 	r = tara.call("try_commit", map[string]any{"room_id": roomID, "federation": fedJSON(fm2)})
 	if r["status"] != float64(403) || r["errcode"] != "M_FORBIDDEN" || !strings.Contains(fmt.Sprint(r["error"]), "pending_commit") {

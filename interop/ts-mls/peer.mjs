@@ -113,6 +113,49 @@ function cbor(v) {
   }
   throw new Error(`cannot CBOR-encode ${typeof v}`);
 }
+// decodeCBOR reads the subset cbor writes (definite-length text strings,
+// arrays and maps with text keys; no duplicate keys), strictly: anything
+// else, or trailing bytes, is an error.
+function decodeCBOR(b) {
+  let o = 0;
+  const head = () => {
+    if (o >= b.length) throw new Error("CBOR: unexpected end");
+    const major = b[o] >> 5, info = b[o++] & 0x1f;
+    let n;
+    if (info < 24) n = info;
+    else if (info === 24) n = b[o++];
+    else if (info === 25) n = (b[o++] << 8) | b[o++];
+    else if (info === 26) n = ((b[o++] << 24) >>> 0) + (b[o++] << 16) + (b[o++] << 8) + b[o++];
+    else throw new Error(`CBOR: additional info ${info} not supported`);
+    if (o > b.length) throw new Error("CBOR: unexpected end");
+    return [major, n];
+  };
+  const item = () => {
+    const [major, n] = head();
+    if (major === 3) {
+      if (o + n > b.length) throw new Error("CBOR: text overruns");
+      const s = new TextDecoder("utf-8", { fatal: true }).decode(b.subarray(o, o + n));
+      o += n;
+      return s;
+    }
+    if (major === 4) return Array.from({ length: n }, item);
+    if (major === 5) {
+      const m = {};
+      for (let i = 0; i < n; i++) {
+        const k = item();
+        if (typeof k !== "string") throw new Error("CBOR: map key is not text");
+        if (Object.hasOwn(m, k)) throw new Error(`CBOR: duplicate key ${k}`);
+        m[k] = item();
+      }
+      return m;
+    }
+    throw new Error(`CBOR: major type ${major} not supported`);
+  };
+  const v = item();
+  if (o !== b.length) throw new Error("CBOR: trailing bytes");
+  return v;
+}
+
 // fed: {powers, servers, can_propose?}
 function federationMap(fed) {
   const f = { powers: fed.powers, servers: fed.servers };
@@ -399,7 +442,10 @@ class Member {
     }
     if (ev.type !== COMMIT_TYPE) return { kind: "proposal", type: ev.type };
     room.commitId = ev.event_id;
-    return { kind: "commit", type: ev.type, authenticated_data: hex(pm.authenticatedData), removed: this.removed(room) };
+    return {
+      kind: "commit", type: ev.type, authenticated_data: hex(pm.authenticatedData),
+      federation: decodeCBOR(pm.authenticatedData).federation, removed: this.removed(room),
+    };
   }
 
   removed(room) {
