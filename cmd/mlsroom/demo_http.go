@@ -169,15 +169,6 @@ func (d *httpDemo) name(id string) string {
 	return "?"
 }
 
-func (d *httpDemo) user(name string) *httpUser {
-	for _, u := range d.users {
-		if u.name == name {
-			return u
-		}
-	}
-	return nil
-}
-
 // status is a member's client's view of the room.
 func (d *httpDemo) status(u *httpUser) (client.RoomStatus, error) {
 	st, err := u.c.Status(d.roomID)
@@ -464,10 +455,16 @@ func (d *httpDemo) story() error {
 	if p4 == nil {
 		return fmt.Errorf("no pending commit of bob's was applied as %s: %w", d.name(c4b), errDemo)
 	}
+	for _, id := range []string{p4.id, c4b} {
+		var ev struct{}
+		if code, err := d.get(a, d.roomPath("/event/"+url.PathEscape(id)), &ev); err != nil || code != http.StatusNotFound {
+			return fmt.Errorf("a.example knows %s during the partition (status %d, %v): %w", d.name(id), code, err, errDemo)
+		}
+	}
 	ev4b := d.events[c4b]
 	d.notes[d.name(c4b)] = fmt.Sprintf("bob renames the room %q (pending commit %s, applied by %s)", name2, p4.label, ev4b.origin)
-	d.logf("bob renames the room %q: his client sends the pending commit %s for epoch %d at %s; b.example sends it to c.example, a.example does not get it. a.example's window passes with no commit from it; at %s (%s after the pending commit), in its own window (powers index %d), b.example applies it as %s, for the same epoch %d as alice's %s. bob's SetState returns; bob merges it, carol processes it: both are at epoch %d, with room name %q.",
-		name2, p4.label, p4.epoch, sent.Format("15:04:05"), ev4b.ts.Format("15:04:05"), ev4b.ts.Sub(p4.ts).Round(time.Second),
+	d.logf("bob renames the room %q: his client sends the pending commit %s for epoch %d at %s; b.example sends it to c.example; a.example does not get it (asked now, its /event answers 404 for %s and %s). a.example's window passes with no commit from it; at %s (%s after the pending commit), in its own window (powers index %d), b.example applies it as %s, for the same epoch %d as alice's %s. bob's SetState returns; bob merges it, carol processes it: both are at epoch %d, with room name %q.",
+		name2, p4.label, p4.epoch, sent.Format("15:04:05"), p4.label, c4b, ev4b.ts.Format("15:04:05"), ev4b.ts.Sub(p4.ts).Round(time.Second),
 		powerIndexIn(st.Powers, ev4b.origin), c4b, ev4b.epoch, c4a, bst.Epoch, bst.Name)
 	m6, err := d.say(carol, d.pick("Carrying on without a.example.", "We are on our own for now.", "Let's keep going here."))
 	if err != nil {

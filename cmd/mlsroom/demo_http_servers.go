@@ -59,11 +59,6 @@ func (n *httpNet) now() time.Time {
 	return n.start.Add(time.Duration(float64(time.Since(n.start)) * n.speed)).Round(0)
 }
 
-// realDuration is the real time d of server time takes.
-func (n *httpNet) realDuration(d time.Duration) time.Duration {
-	return time.Duration(float64(d) / n.speed)
-}
-
 // buildMLSServer returns the mlsserver binary: bin if given, else one
 // built with "go build" into dir from this module's cmd/mlsserver (the
 // working directory must be inside the module, as with "go run").

@@ -7,12 +7,14 @@
 //	mlsroom check ...
 //	mlsroom resolve [FILE|-]
 //	mlsroom demo [--json] [--seed N] [--security-window SECONDS]
+//	mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--json] [--seed N] [--security-window SECONDS]
 //	mlsroom help [COMMAND]
 //
 // inspect decodes one base64 MLSMessage or one event in federation JSON and
 // prints what it holds as one JSON object; see docs/mlsroom.md. check is
 // described by "mlsroom check -h". demo runs a room on three simulated
-// servers through a fork and its healing and tells what happened.
+// servers through a fork and its healing and tells what happened; with
+// --http it tells the same story over three mlsserver processes it starts.
 //
 // Exit status: 0 on success, 1 when the input is invalid or cannot be read,
 // 2 for usage errors.
@@ -50,6 +52,9 @@ Commands:
           run one room on three simulated servers (real MLS clients, auth
           rules, state resolution, pending-commit queue) through a fork and
           its healing, and tell what happened; see "mlsroom demo -h"
+  demo --http [--server-bin PATH] [--clock-speed N] [...]
+          the same story over HTTP: three mlsserver processes on 127.0.0.1
+          with their own SQLite databases, users on package client
   help [COMMAND]
           show this text, or the usage of COMMAND
 
