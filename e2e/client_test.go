@@ -43,7 +43,7 @@ func (h *fedHarness) libConfig(server string, store client.Store) client.Config 
 	return client.Config{BaseURL: h.server(server).URL, Store: store, Now: h.clientClock(), OneTimeKeyPackages: 3}
 }
 
-func libCtx(t *testing.T, d time.Duration) context.Context {
+func libCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -51,7 +51,7 @@ func libCtx(t *testing.T, d time.Duration) context.Context {
 
 // verify makes by verify who's master key (compared out of band here
 // by reading it from who's own client).
-func verify(t *testing.T, ctx context.Context, by, who *client.Client) {
+func verify(t testing.TB, ctx context.Context, by, who *client.Client) {
 	t.Helper()
 	fp, err := who.MasterKey(ctx, who.UserID())
 	if err != nil {

@@ -31,7 +31,7 @@ import (
 // writeFederationCert writes a self-signed certificate for names and
 // 127.0.0.1, and its key: each server serves it on its federation listener
 // and trusts it through --federation-trust-ca.
-func writeFederationCert(t *testing.T, dir string, names ...string) (certFile, keyFile string) {
+func writeFederationCert(t testing.TB, dir string, names ...string) (certFile, keyFile string) {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -69,7 +69,7 @@ func writeFederationCert(t *testing.T, dir string, names ...string) (certFile, k
 // the kernel hands out ports to connections and to ":0" listeners (the
 // harness's proxies): a port taken from that range and closed again could
 // be handed out to one of them before the server binds it.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	var b [2]byte
 	for range 200 {

@@ -31,7 +31,7 @@ import (
 // --federation-resolve: Block cuts links. Servers keep their ports and
 // data dirs across Stop, Kill and Restart. t.Cleanup kills what runs.
 type fedHarness struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	dir     string
 	cert    string // certificate file, also the trusted CA
@@ -59,7 +59,7 @@ type fedServer struct {
 
 // newFedHarness starts one server per name (names like "a.test") with
 // clock speed speed (1: real time).
-func newFedHarness(t *testing.T, speed float64, names ...string) *fedHarness {
+func newFedHarness(t testing.TB, speed float64, names ...string) *fedHarness {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key := writeFederationCert(t, dir, names...)
@@ -231,7 +231,7 @@ type linkProxy struct {
 
 // startLinkProxy listens on 127.0.0.1 and forwards to target until the
 // test ends.
-func startLinkProxy(t *testing.T, target string) *linkProxy {
+func startLinkProxy(t testing.TB, target string) *linkProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // buildServer returns the mlsserver binary TestMain built.
-func buildServer(t *testing.T) string {
+func buildServer(t testing.TB) string {
 	t.Helper()
 	return serverBin
 }
@@ -70,7 +70,7 @@ func (l *logBuffer) String() string {
 
 // process is one running mlsserver.
 type process struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	cmd  *exec.Cmd
 	url  string
@@ -82,7 +82,7 @@ type process struct {
 
 // startProcess starts bin with args on 127.0.0.1:0 and waits for the
 // address it logs.
-func startProcess(t *testing.T, bin, name string, args ...string) *process {
+func startProcess(t testing.TB, bin, name string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--log-level", "debug", "--rate-limit=false"}, args...)...)
 	stderr, err := cmd.StderrPipe()
