@@ -8,7 +8,8 @@
 // TestTSMLS runs, for each cipher suite both implementations share (1, 2,
 // 3 and 83), one room story with a member built on ts-mls (a Node process,
 // interop/ts-mls/peer.mjs, driven step by step over JSON lines) and members
-// of our own client. TestMLSGo runs the same story with
+// of our own client on one server; TestTSMLSFederated runs its pending
+// commit across two federating servers. TestMLSGo runs the same story with
 // github.com/thomas-vilte/mls-go as far as that library allows (suite 1)
 // and asserts where it stops. docs/INTEROP.md describes both.
 package interop

@@ -66,9 +66,15 @@ const clockSpeed = 60
 // logs its output if the test failed.
 func startServer(t *testing.T, serverName string) string {
 	t.Helper()
-	cmd := exec.Command(serverBin, "--server-name", serverName, "--listen", "127.0.0.1:0",
-		"--data-dir", t.TempDir(), "--log-level", "debug", "--rate-limit=false",
-		"--clock-speed", strconv.Itoa(clockSpeed))
+	return startServerArgs(t, serverName, "--clock-speed", strconv.Itoa(clockSpeed))
+}
+
+// startServerArgs is startServer with the real clock and the extra command
+// line args.
+func startServerArgs(t *testing.T, serverName string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(serverBin, append([]string{"--server-name", serverName, "--listen", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--log-level", "debug", "--rate-limit=false"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
