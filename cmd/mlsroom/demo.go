@@ -456,7 +456,7 @@ func (r *demoReport) writeText(out io.Writer) {
 		p("seed %d, security.window %ds, room %s (%s), virtual clock from %s\n\n", r.Seed, r.SecurityWindow, r.RoomID, r.RoomVersion, r.Start)
 	} else {
 		p("over HTTP: three mlsserver processes (%s), clock speed %v from %s\n", strings.Join(r.HTTP.URLs, ", "), r.HTTP.ClockSpeed, r.Start)
-		p("seed %d, security.window %ds, room %s (%s), %ds of real time\n\n", r.Seed, r.SecurityWindow, r.RoomID, r.RoomVersion, r.HTTP.WallSeconds)
+		p("seed %d, security.window %ds, room %s (%s), %ds of real time from the servers' start\n\n", r.Seed, r.SecurityWindow, r.RoomID, r.RoomVersion, r.HTTP.WallSeconds)
 	}
 	for _, s := range r.Servers {
 		rank := "not in powers"

@@ -106,7 +106,7 @@ func TestDemoHTTPTranscriptHeader(t *testing.T) {
 	var over bytes.Buffer
 	rep.writeText(&over)
 	for _, want := range []string{"over HTTP: three mlsserver processes (a.example http://127.0.0.1:1), clock speed 60 from ",
-		"42s of real time", "What lost (soft-failed as a lost fork, case c, by the servers):"} {
+		"42s of real time from the servers' start", "What lost (soft-failed as a lost fork, case c, by the servers):"} {
 		if !strings.Contains(over.String(), want) {
 			t.Errorf("the --http transcript lacks %q", want)
 		}
