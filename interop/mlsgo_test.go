@@ -29,7 +29,7 @@ import (
 //  2. its key packages are refused: keypackages.Generate fixes the leaf's
 //     capabilities (one GREASE extension type) and has no option to list
 //     0xF6D0, which the server requires (SPEC-NOTES §9) and our groups
-//     require, so no member of our client can add it, and it never
+//     require (asserted too: our client refuses to add it), so it never
 //     receives a Welcome, messages or commits through the server;
 //  3. its commits are refused: Group.Commit* has no authenticated data, so
 //     an mls-go commit cannot carry the CBOR federation map. Shown with the
@@ -92,6 +92,16 @@ func TestMLSGo(t *testing.T) {
 		t.Fatalf("uploading mls-go's key package: %d %s, want 400 M_BAD_JSON naming 0xf6d0", r.Status, r.Raw)
 	}
 	t.Logf("mls-go CANNOT be added through our server: keypackages.Generate cannot list extension 0xF6D0; the server says: %s", r.Str("error"))
+	// Nor by hand: our client's rooms require 0xF6D0, and its group
+	// refuses to add the key package.
+	fm := testclient.FedMap([]string{serverName}, []string{serverName}, []string{serverName})
+	aliceRoom := alice.CreateRoom(fm)
+	tc := alice.(*tcMember).c
+	if _, err := tc.Group.Commit(mls.CommitOptions{Proposals: []*mls.Proposal{{ProposalType: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *ours.KeyPackage}}}}); err == nil || !strings.Contains(err.Error(), "0xf6d0") {
+		t.Fatalf("our client adding mls-go's key package to room %s: %v, want a refusal naming 0xf6d0", aliceRoom, err)
+	} else {
+		t.Logf("mls-go CANNOT be added by our client either: %v", err)
+	}
 	if counts := mona.Sync(0)["device_one_time_keys_count"]; counts != nil {
 		if m, _ := counts.(map[string]any); m[mona.Alg] != nil && m[mona.Alg] != float64(0) {
 			t.Fatalf("the refused upload stored key packages: %v", counts)
