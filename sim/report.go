@@ -431,7 +431,7 @@ func (r *Report) WriteText(out io.Writer) error {
 		if !ck.OK {
 			st = "FAILED: " + ck.Problem
 		}
-		p("  %-10v %-18s %s\n", ck.At.D(), ck.Trigger, st)
+		p("  %-10v %-18s %s\n", ck.At.D().Round(time.Second), ck.Trigger, st)
 	}
 	p("Final chain: epoch %d, %s\n", r.FinalEpoch, r.FinalCommit)
 	_, err := io.WriteString(out, b.String())

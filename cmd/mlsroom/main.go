@@ -52,6 +52,9 @@ Commands:
           run one room on three simulated servers (real MLS clients, auth
           rules, state resolution, pending-commit queue) through a fork and
           its healing, and tell what happened; see "mlsroom demo -h"
+  simulate [--config FILE] [--json] [FLAGS] | --sweep FILE --out DIR
+          simulate a room on up to 100 servers and measure conflicts, forks
+          and undecryptable messages; see "mlsroom simulate -h"
   demo --http [--server-bin PATH] [--clock-speed N] [...]
           the same story over HTTP: three mlsserver processes on 127.0.0.1
           with their own SQLite databases, users on package client
@@ -82,6 +85,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runResolve(rest, stdin, stdout, stderr)
 	case "demo":
 		return runDemo(rest, stdout, stderr)
+	case "simulate":
+		return runSimulate(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return runHelp(rest, stdin, stdout, stderr)
 	default:
@@ -110,6 +115,8 @@ func runHelp(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runResolve([]string{"-h"}, stdin, stdout, stderr)
 	case "demo":
 		return runDemo([]string{"-h"}, stdout, stderr)
+	case "simulate":
+		return runSimulate([]string{"-h"}, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -103,4 +103,3 @@ func draw(path string, m metric, a axis, results []sim.Result) error {
 	}
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
 }
-
