@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runMainEnv makes the test binary run mlschat itself: the tests start
+// it as a child process, one per command or chat session, exactly as a
+// user's shell would start mlschat.
+const runMainEnv = "MLSCHAT_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// mlschatCmd is the command line mlschat ARGS run in dir.
+func mlschatCmd(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "MLSCHAT_PASSWORD=")
+	return cmd
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// mlschat runs one mlschat command to its end.
+func mlschat(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := mlschatCmd(t, dir, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin = strings.NewReader("")
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("mlschat %q: %v", args, err)
+	}
+	return r
+}
+
+// ok runs a command that must succeed and returns its output.
+func ok(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	r := mlschat(t, dir, args...)
+	if r.code != 0 {
+		t.Fatalf("mlschat %q: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// session is an interactive mlschat chat with its stdin and output.
+type session struct {
+	t     *testing.T
+	name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	out   []string
+	done  chan struct{}
+	next  int
+}
+
+func startChat(t *testing.T, dir, name string, args ...string) *session {
+	t.Helper()
+	s := &session{t: t, name: name, done: make(chan struct{})}
+	s.cmd = mlschatCmd(t, dir, append([]string{"--as", name, "chat", "--poll", "200ms"}, args...)...)
+	var err error
+	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	s.cmd.Stdout, s.cmd.Stderr = pw, pw
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.out = append(s.out, sc.Text())
+			s.mu.Unlock()
+		}
+	}()
+	go func() {
+		_ = s.cmd.Wait()
+		pw.Close()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	return s
+}
+
+func (s *session) send(line string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
+		s.t.Fatalf("%s: writing %q: %v", s.name, line, err)
+	}
+}
+
+// waitFor waits for a line after the last one waited for that contains
+// want, and returns it.
+func (s *session) waitFor(want string) string {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		for i := s.next; i < len(s.out); i++ {
+			if strings.Contains(s.out[i], want) {
+				s.next = i + 1
+				line := s.out[i]
+				s.mu.Unlock()
+				return line
+			}
+		}
+		s.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("%s's chat never printed %q; it printed:\n%s", s.name, want, s.all())
+	return ""
+}
+
+func (s *session) all() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.out, "\n")
+}
+
+// quit ends the session with /quit and checks that it exits 0.
+func (s *session) quit() {
+	s.t.Helper()
+	s.send("/quit")
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("%s's chat did not end after /quit:\n%s", s.name, s.all())
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		s.t.Fatalf("%s's chat exited %d:\n%s", s.name, code, s.all())
+	}
+}
+
+var (
+	deviceRe      = regexp.MustCompile(`device ([A-Z]+)`)
+	fingerprintRe = regexp.MustCompile(`fingerprint of (@\S+): (\S+)`)
+)
+
+// TestTwoChatSessions drives alice and bob, each an mlschat process on
+// its own account directory, through a shared room on one homeserver:
+// registration, a refused invite of an unverified user, verification by
+// fingerprint, invite and join, both in interactive chat seeing each
+// other's messages and a rename live, what show tells each of them
+// (members and verification, room name), the account lock, and finally
+// bob removed and told in words what he cannot read.
+func TestTwoChatSessions(t *testing.T) {
+	url := newServer(t, "a.test")
+	dir := t.TempDir()
+
+	// Usage errors exit 2 and say what is wrong.
+	for _, args := range [][]string{{}, {"frobnicate"}, {"--as", "alice", "send", "!room:a.test"}, {"create", "--verification", "m.trust-me"}} {
+		r := mlschat(t, dir, args...)
+		if r.code != 2 || r.stderr == "" {
+			t.Fatalf("mlschat %q: exit %d, stderr %q; want 2 and a message", args, r.code, r.stderr)
+		}
+	}
+	if r := mlschat(t, dir, "--as", "alice", "send", "!room:a.test"); !strings.Contains(r.stderr, "too few arguments") {
+		t.Fatalf("usage error message: %q", r.stderr)
+	}
+	// A runtime failure exits 1: there is no account yet.
+	if r := mlschat(t, dir, "--as", "alice", "rooms"); r.code != 1 || !strings.Contains(r.stderr, "holds no account") {
+		t.Fatalf("rooms without an account: %+v", r)
+	}
+
+	out := ok(t, dir, "register", "--server", url, "--password", "pw-alice", "alice")
+	if !strings.Contains(out, "registered @alice:a.test") {
+		t.Fatalf("alice's register: %q", out)
+	}
+	out = ok(t, dir, "register", "--server", url, "--password", "pw-bob", "bob")
+	m := deviceRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("bob's register names no device: %q", out)
+	}
+	bobDevice := m[1]
+
+	roomID := strings.TrimSpace(ok(t, dir, "--as", "alice", "create", "-q", "--name", "Plans", "--topic", "Where to meet"))
+	if !strings.HasPrefix(roomID, "!") || !strings.HasSuffix(roomID, ":a.test") {
+		t.Fatalf("create -q printed %q, want a room ID", roomID)
+	}
+
+	// m.cross: bob is not verified; the invite says which device and why.
+	r := mlschat(t, dir, "--as", "alice", "invite", "Plans", "bob")
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot add device "+bobDevice+" of @bob:a.test") ||
+		!strings.Contains(r.stderr, "requires m.cross") || !strings.Contains(r.stderr, "not signed by @alice:a.test's user-signing key") ||
+		!strings.Contains(r.stderr, "Nothing was changed") {
+		t.Fatalf("invite of unverified bob: %+v", r)
+	}
+	if r := mlschat(t, dir, "--as", "alice", "verify", "bob", "AAAA"); r.code != 1 || !strings.Contains(r.stderr, "not the fingerprint checked") {
+		t.Fatalf("verify with a wrong fingerprint: %+v", r)
+	}
+	// Alice reads bob's fingerprint; bob reads his own; they match.
+	out = ok(t, dir, "--as", "alice", "fingerprint", "bob")
+	m = fingerprintRe.FindStringSubmatch(out)
+	if m == nil || m[1] != "@bob:a.test" || !strings.Contains(out, "you have not verified @bob:a.test") {
+		t.Fatalf("alice's fingerprint of bob: %q", out)
+	}
+	fp := m[2]
+	if own := strings.TrimSpace(ok(t, dir, "--as", "bob", "fingerprint", "-q")); own != fp {
+		t.Fatalf("bob's own fingerprint %q, alice sees %q", own, fp)
+	}
+	ok(t, dir, "--as", "alice", "verify", "bob", fp)
+	if out := ok(t, dir, "--as", "alice", "fingerprint", "bob"); !strings.Contains(out, "you have verified @bob:a.test") {
+		t.Fatalf("after verifying: %q", out)
+	}
+	if out := ok(t, dir, "--as", "alice", "invite", "Plans", "bob"); !strings.Contains(out, "invited") {
+		t.Fatalf("invite: %q", out)
+	}
+	out = ok(t, dir, "--as", "bob", "rooms")
+	if !strings.Contains(out, roomID+": invited by @alice:a.test") {
+		t.Fatalf("bob's rooms before joining: %q", out)
+	}
+	if out := ok(t, dir, "--as", "bob", "join", roomID); !strings.Contains(out, `joined "Plans" (invited by @alice:a.test): 2 devices`) {
+		t.Fatalf("bob's join: %q", out)
+	}
+
+	// Both chat.
+	alice := startChat(t, dir, "alice", "Plans")
+	alice.waitFor(`Room "Plans"`)
+	alice.waitFor("Topic: Where to meet")
+	alice.waitFor("-- type a message")
+	// The account is locked while its chat runs.
+	if r := mlschat(t, dir, "--as", "alice", "show", "Plans"); r.code != 1 || !strings.Contains(r.stderr, "in use by another mlschat") {
+		t.Fatalf("show while alice chats: %+v", r)
+	}
+	alice.send("hello bob")
+
+	bob := startChat(t, dir, "bob", roomID)
+	bob.waitFor(`Room "Plans"`)
+	if line := bob.waitFor("@alice:a.test"); !strings.Contains(line, "not verified: you have not checked their fingerprint") {
+		t.Fatalf("bob's view of alice: %q", line)
+	}
+	bob.waitFor("alice: hello bob")
+	bob.send("hi alice")
+	alice.waitFor("bob: hi alice")
+	alice.send("/name Plans v2")
+	bob.waitFor(`* the room is now called "Plans v2"`)
+	alice.send("/members")
+	alice.waitFor("members, as the MLS group has them at epoch 3")
+	if line := alice.waitFor("@bob:a.test"); !strings.Contains(line, "device "+bobDevice+"  verified") {
+		t.Fatalf("alice's /members line of bob: %q", line)
+	}
+	alice.send("/frob")
+	alice.waitFor("unknown command /frob")
+	alice.quit()
+	bob.quit()
+
+	// show --json for scripts: bob's view.
+	var v roomView
+	if err := json.Unmarshal([]byte(ok(t, dir, "--as", "bob", "show", "--json", roomID)), &v); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, m := range v.Messages {
+		lines = append(lines, m.Sender+": "+m.Body)
+	}
+	if v.Name != "Plans v2" || v.Topic != "Where to meet" || len(v.Members) != 2 || v.Verification != "m.cross" ||
+		strings.Join(lines, "|") != "@alice:a.test: hello bob|@bob:a.test: hi alice" {
+		t.Fatalf("bob's show --json: %+v", v)
+	}
+
+	// Alice removes bob and speaks on; bob is told, in words, why he
+	// cannot read it.
+	if out := ok(t, dir, "--as", "alice", "remove", "Plans v2", "bob"); !strings.Contains(out, "removed @bob:a.test's devices") {
+		t.Fatalf("remove: %q", out)
+	}
+	ok(t, dir, "--as", "alice", "send", "Plans v2", "bob", "is", "gone")
+	out = ok(t, dir, "--as", "bob", "show", roomID)
+	for _, want := range []string{
+		`Room "Plans v2"`,
+		"! you need to be invited again: commit $",
+		"removed this device from the group",
+		"! you cannot read 1 message: sent while this device was not in the group (not_member)",
+		"alice: hello bob",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("bob's show after removal lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "bob is gone") {
+		t.Fatalf("bob reads a message sent after his removal:\n%s", out)
+	}
+	out = ok(t, dir, "--as", "alice", "show", "Plans v2")
+	if !strings.Contains(out, "bob: hi alice") || strings.Contains(out, "@bob:a.test  device") {
+		t.Fatalf("alice's show after removing bob:\n%s", out)
+	}
+}

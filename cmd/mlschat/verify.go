@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib"
+)
+
+func cmdFingerprint(e *env, args []string) error {
+	fs := e.flags("fingerprint", "[-q] [USER]")
+	quiet := fs.Bool("q", false, "print only the fingerprint")
+	rest, err := parse(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	a, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	user := a.c.UserID()
+	if len(rest) == 1 {
+		if user, err = a.userID(rest[0]); err != nil {
+			return err
+		}
+	}
+	fp, err := a.c.MasterKey(e.ctx, user)
+	if err != nil {
+		return err
+	}
+	if *quiet {
+		fmt.Fprintln(e.stdout, fp)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "fingerprint of %s: %s\n", user, fp)
+	if user == a.c.UserID() {
+		fmt.Fprintln(e.stdout, "this is you: tell it to the people who want to verify you, by a channel you trust")
+		return nil
+	}
+	tr, err := a.trust(e.ctx, user)
+	if err != nil {
+		return err
+	}
+	if tr.userVerified {
+		fmt.Fprintf(e.stdout, "you have verified %s\n", user)
+	} else {
+		fmt.Fprintf(e.stdout, "you have not verified %s (%s); compare the fingerprint with them, then run: mlschat verify %s %s\n", user, tr.userWhy, user, fp)
+	}
+	return nil
+}
+
+func cmdVerify(e *env, args []string) error {
+	fs := e.flags("verify", "USER FINGERPRINT")
+	rest, err := parse(fs, args, 2, -1)
+	if err != nil {
+		return err
+	}
+	a, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	user, err := a.userID(rest[0])
+	if err != nil {
+		return err
+	}
+	if user == a.c.UserID() {
+		return usagef("you cannot verify yourself")
+	}
+	// Spaces are allowed inside the fingerprint (read aloud in groups).
+	fp := strings.Join(strings.Fields(strings.Join(rest[1:], "")), "")
+	if err := a.c.VerifyUser(e.ctx, user, fp); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "verified %s: their devices that they cross-signed can now be added to rooms that require m.cross\n", user)
+	return nil
+}
+
+// trust is what mlschat can tell of a user's cross-signing, from this
+// user's point of view: whether this user verified them (signed their
+// master key with the user-signing key) and which of their devices they
+// cross-signed.
+type trust struct {
+	userVerified bool
+	userWhy      string
+	// devices maps device ID to "" (cross-signed) or why not.
+	devices map[string]string
+}
+
+// keysQuery is the part of a /keys/query answer mlschat reads.
+type keysQuery struct {
+	DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+	MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+	SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
+	UserSigningKeys map[string]json.RawMessage            `json:"user_signing_keys"`
+}
+
+func (a *account) queryKeys(ctx context.Context, users ...string) (*keysQuery, error) {
+	q := map[string][]string{}
+	for _, u := range users {
+		q[u] = []string{}
+	}
+	body, _ := json.Marshal(map[string]any{"device_keys": q})
+	req, err := http.NewRequestWithContext(ctx, "POST", a.cfg.Server+"/_matrix/client/v3/keys/query", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.c.AccessToken())
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("querying keys: %w", err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("querying keys: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("querying keys: the homeserver answered %d: %s", res.StatusCode, bytes.TrimSpace(raw))
+	}
+	var out keysQuery
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("querying keys: %w", err)
+	}
+	return &out, nil
+}
+
+// trust works out the verification state of users (one query for all).
+// The user's own master key must still be the one recorded when this
+// device was set up, or nothing the server shows is trusted.
+func (a *account) trust(ctx context.Context, users ...string) (*trust, error) {
+	m, err := a.trustAll(ctx, users...)
+	if err != nil {
+		return nil, err
+	}
+	return m[users[0]], nil
+}
+
+func (a *account) trustAll(ctx context.Context, users ...string) (map[string]*trust, error) {
+	me := a.c.UserID()
+	q, err := a.queryKeys(ctx, append([]string{me}, users...)...)
+	if err != nil {
+		return nil, err
+	}
+	// The anchor: my master key as recorded, my user-signing key signed
+	// by it.
+	var anchorErr error
+	myMaster := q.MasterKeys[me]
+	if pub, _, err := singleKey(myMaster); err != nil {
+		anchorErr = fmt.Errorf("your own master key: %v", err)
+	} else if a.cfg.OwnMaster != "" && pub != a.cfg.OwnMaster {
+		anchorErr = fmt.Errorf("the server shows a master key for you (%s) other than yours (%s)", pub, a.cfg.OwnMaster)
+	} else if err := signedBy(q.UserSigningKeys[me], me, myMaster); err != nil {
+		anchorErr = fmt.Errorf("your user-signing key is not signed by your master key: %v", err)
+	}
+	out := map[string]*trust{}
+	for _, u := range users {
+		t := &trust{devices: map[string]string{}}
+		out[u] = t
+		master, self := q.MasterKeys[u], q.SelfSigningKeys[u]
+		selfErr := errors.New("no self-signing key published")
+		if master == nil {
+			selfErr = errors.New("no master key published")
+		} else if self != nil {
+			if err := signedBy(self, u, master); err != nil {
+				selfErr = fmt.Errorf("the self-signing key is not signed by the master key: %v", err)
+			} else {
+				selfErr = nil
+			}
+		}
+		for dev, dk := range q.DeviceKeys[u] {
+			switch {
+			case selfErr != nil:
+				t.devices[dev] = selfErr.Error()
+			case signedBy(dk, u, self) != nil:
+				t.devices[dev] = fmt.Sprintf("%s has not cross-signed this device", u)
+			default:
+				t.devices[dev] = ""
+			}
+		}
+		switch {
+		case u == me:
+			t.userVerified = anchorErr == nil
+			if anchorErr != nil {
+				t.userWhy = anchorErr.Error()
+			}
+		case anchorErr != nil:
+			t.userWhy = anchorErr.Error()
+		case master == nil:
+			t.userWhy = "they have no master key"
+		case signedBy(master, me, q.UserSigningKeys[me]) != nil:
+			t.userWhy = "you have not checked their fingerprint"
+		default:
+			t.userVerified = true
+		}
+	}
+	return out, nil
+}
+
+// singleKey returns the one ed25519 key of a cross-signing key object.
+func singleKey(raw json.RawMessage) (pub, id string, err error) {
+	if raw == nil {
+		return "", "", errors.New("none published")
+	}
+	var k struct {
+		Keys map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return "", "", err
+	}
+	if len(k.Keys) != 1 {
+		return "", "", fmt.Errorf("%d keys, want 1", len(k.Keys))
+	}
+	for kid, v := range k.Keys {
+		pub, id = v, kid
+	}
+	return pub, id, nil
+}
+
+// signedBy checks that obj carries a valid signature by signerUser's
+// cross-signing key object signer.
+func signedBy(obj json.RawMessage, signerUser string, signer json.RawMessage) error {
+	if obj == nil {
+		return errors.New("nothing to check")
+	}
+	pub, id, err := singleKey(signer)
+	if err != nil {
+		return err
+	}
+	key, err := base64.RawStdEncoding.DecodeString(pub)
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return fmt.Errorf("key %s is not an ed25519 key", id)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &m); err != nil {
+		return err
+	}
+	delete(m, "unsigned")
+	stripped, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return gomatrixserverlib.VerifyJSON(signerUser, gomatrixserverlib.KeyID(id), ed25519.PublicKey(key), stripped)
+}
