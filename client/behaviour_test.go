@@ -209,3 +209,47 @@ func TestBrokenRoomAndSuccessor(t *testing.T) {
 	}
 	syncUntil(t, bob, "reading in the successor", hasBody(bob, newID, alice.UserID(), "we moved"))
 }
+
+// TestLeaveIsCommittedByAMember: a leaving device proposes its own
+// removal; the remaining member chosen to commit (lowest leaf, on
+// powers[0]) commits it during its sync, and everyone's group shrinks.
+func TestLeaveIsCommittedByAMember(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", nil)
+	carol := register(t, srv, "carol", nil)
+	for _, c := range []*client.Client{bob, carol} {
+		if err := c.Sync(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(ctx, roomID, bob.UserID(), carol.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{bob, carol} {
+		if err := c.Join(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := alice.Status(roomID); len(st.Members) != 3 || st.Epoch != 2 {
+		t.Fatalf("one commit should add both: %+v", st)
+	}
+	if err := carol.Leave(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	members := func(c *client.Client) int { s, _ := c.Status(roomID); return len(s.Members) }
+	syncUntil(t, alice, "committing carol's removal", func() bool { return members(alice) == 2 })
+	syncUntil(t, bob, "seeing carol's removal", func() bool { return members(bob) == 2 })
+	if st, _ := bob.Status(roomID); len(st.Undecryptable) != 0 || st.Waiting != 0 {
+		t.Fatalf("bob after carol left: %+v", st)
+	}
+	if _, err := alice.Send(ctx, roomID, "just us"); err != nil {
+		t.Fatal(err)
+	}
+	syncUntil(t, bob, "reading after carol left", hasBody(bob, roomID, alice.UserID(), "just us"))
+}

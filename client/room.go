@@ -640,9 +640,11 @@ func (c *Client) Remove(ctx context.Context, roomID, userID string) error {
 	}, nil)
 }
 
-// Leave leaves the room on the server (delivery stops) and forgets its
-// MLS state. MLS does not let a member commit its own removal: the
-// others remove its leaves (Remove).
+// Leave proposes the device's own removal to the group (an MLS Remove
+// proposal in an m.room.encrypted event: RFC 9420 forbids committing
+// one's own removal, so a remaining member commits it, see
+// commitProposals), then leaves the room on the server (delivery stops)
+// and forgets the room's MLS state.
 func (c *Client) Leave(ctx context.Context, roomID string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -650,11 +652,86 @@ func (c *Client) Leave(ctx context.Context, roomID string) error {
 	if r == nil {
 		return fmt.Errorf("this client does not know room %s", roomID)
 	}
+	if r.Membership == "join" && r.group != nil && r.NeedsWelcome == "" && r.Broken == nil && len(r.group.Members()) > 1 {
+		if err := c.proposeSelfRemove(ctx, r); err != nil {
+			return err
+		}
+	}
 	if err := c.call(ctx, "POST", roomPath(roomID, "/leave"), map[string]any{}, nil); err != nil {
 		return fmt.Errorf("leaving %s: %w", roomID, err)
 	}
 	r.Membership, r.group, r.State, r.Kept, r.Own = "leave", nil, nil, nil, nil
 	return c.saveRoom(ctx, r, nil)
+}
+
+// proposeSelfRemove sends a Remove proposal for this device's leaf,
+// catching up and proposing again on 409.
+func (c *Client) proposeSelfRemove(ctx context.Context, r *room) error {
+	for attempt := 0; ; attempt++ {
+		m, err := r.group.ProposeRemove(r.group.LeafIndex(), nil)
+		if err != nil {
+			return fmt.Errorf("proposing to leave the group: %w", err)
+		}
+		wire, err := m.MarshalMLS()
+		if err != nil {
+			return err
+		}
+		if err := c.saveRoom(ctx, r, nil); err != nil {
+			return err
+		}
+		err = c.call(ctx, "PUT", withCommitID(roomPath(r.ID, "/send/m.room.encrypted/"+c.nextTxn()), r.CommitID),
+			map[string]string{"algorithm": c.alg, "ciphertext": b64.EncodeToString(wire)}, nil)
+		if IsErrcode(err, ErrcodeWrongEpoch) && attempt < 3 {
+			if err := c.syncLocked(ctx, 0); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sending the proposal to leave %s: %w", r.ID, err)
+		}
+		return nil
+	}
+}
+
+// commitProposals commits the proposals other members sent (members
+// leaving) when this device is the one to do it: the member with the
+// lowest leaf among those not being removed, preferring devices of users
+// on powers[0] (who commit directly). Any later commit includes them too.
+func (c *Client) commitProposals(ctx context.Context, r *room) error {
+	if r.Membership != "join" || r.group == nil || r.NeedsWelcome != "" || r.Broken != nil || len(r.group.PendingProposals()) == 0 {
+		return nil
+	}
+	removed := map[uint32]bool{}
+	for _, p := range r.group.PendingProposals() {
+		if p.ProposalType == mls.ProposalTypeRemove && p.Remove != nil {
+			removed[p.Remove.Removed] = true
+		}
+	}
+	fm, err := r.fedMap()
+	if err != nil {
+		return err
+	}
+	chosen, chosenOnFirst := uint32(0), false
+	found := false
+	for _, m := range r.group.Members() {
+		if removed[m.LeafIndex] {
+			continue
+		}
+		id, err := m.LeafNode.MatrixIdentity()
+		if err != nil {
+			continue
+		}
+		onFirst := len(fm.Federation.Powers) > 0 && domainOf(id.UserID) == fm.Federation.Powers[0]
+		if !found || (onFirst && !chosenOnFirst) {
+			chosen, chosenOnFirst, found = m.LeafIndex, onFirst, true
+		}
+	}
+	if !found || chosen != r.group.LeafIndex() {
+		return nil
+	}
+	c.log.Info("committing members' proposals", "room", r.ID, "proposals", len(r.group.PendingProposals()))
+	return c.commitAndWait(ctx, r, fixed(nil, nil), nil)
 }
 
 // CheckStateKey checks an encrypted state event's type and state key:

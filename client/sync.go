@@ -126,6 +126,9 @@ func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
 			if err := c.redoLostAdds(ctx, r); err != nil {
 				c.log.Warn("re-adding members lost to a fork failed", "room", r.ID, "err", err)
 			}
+			if err := c.commitProposals(ctx, r); err != nil {
+				c.log.Warn("committing members' proposals failed", "room", r.ID, "err", err)
+			}
 		}
 	}
 	return nil
@@ -548,6 +551,9 @@ func (c *Client) handleMessage(r *room, ev *syncEvent, raw json.RawMessage, retr
 			r.Messages = r.Messages[len(r.Messages)-MaxMessages:]
 		}
 		return
+	}
+	if err == nil && rec.Proposal != nil {
+		return // cached by the group; committed by commitProposals
 	}
 	detail := "not an application message"
 	if err != nil {
