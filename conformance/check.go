@@ -137,6 +137,9 @@ func RunCheck(tb testing.TB, env *Env, ch Check) Result {
 type Report struct {
 	mu      sync.Mutex
 	Results []Result `json:"results"`
+	// Notes are printed after the summary and written to the JSON report
+	// (what the run could not check, for example).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Add appends a result.
@@ -213,6 +216,9 @@ func (r *Report) WriteSummary(w io.Writer, target string) error {
 		failed += s.Failed
 	}
 	fmt.Fprintf(&b, "  total: %d passed, %d failed\n", passed, failed)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "  note: %s\n", n)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -226,8 +232,9 @@ func (r *Report) WriteJSON(path, target string) error {
 	out := struct {
 		Target  string           `json:"target"`
 		Summary []SectionSummary `json:"summary"`
+		Notes   []string         `json:"notes,omitempty"`
 		Results []Result         `json:"results"`
-	}{target, r.Summary(), results}
+	}{target, r.Summary(), r.Notes, results}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding the conformance report: %w", err)

@@ -32,10 +32,10 @@ import (
 // create-event cases), or an auth event the server must never have
 // received (the suite serves every event it sends).
 func AuthRuleChecks() []Check {
-	p := authParams("!placeholder:"+SuiteNameA, "c.example", make([]byte, ed25519.SeedSize), func(string) []byte { return make([]byte, ed25519.SeedSize) })
 	var out []Check
-	for _, cs := range authrulestest.Cases(p) {
-		if reason := unplayable(&cs, p.C.Name); reason != "" {
+	for _, pc := range playableCases() {
+		cs, role := pc.cs, pc.role
+		if role == 0 {
 			continue
 		}
 		about := "auth rule " + cs.About
@@ -49,8 +49,60 @@ func AuthRuleChecks() []Check {
 		case cs.SoftFail != "":
 			want = "soft-failed (" + cs.SoftFail + ")"
 		}
-		out = append(out, Check{Section: "federation/authrules", Name: cs.Name, About: about + ": " + want + " over /send, SPEC-NOTES §4",
-			Run: func(c *C) { c.NeedFederation(); runAuthCase(c, cs.Name) }})
+		out = append(out, Check{Section: "federation/authrules", Name: cs.Name,
+			About: fmt.Sprintf("%s: %s over /send, the server as %c, SPEC-NOTES §4", about, want, role),
+			Run:   func(c *C) { c.NeedFederation(); runAuthCase(c, cs.Name, role) }})
+	}
+	return out
+}
+
+// playable is a case of the table and the role the server under test
+// takes in it (0: none works; reason says why not as C).
+type playable struct {
+	cs     authrulestest.Case
+	role   byte
+	reason string
+}
+
+// playableCases tries the roles C, B and D for the server under test in
+// each case of the table (with placeholder names: what a case is made of
+// does not depend on them) and keeps the first that the suite can play.
+func playableCases() []playable {
+	const sut = "sut.conformance.localhost"
+	zero := func(string) []byte { return make([]byte, ed25519.SeedSize) }
+	byRole := map[byte][]authrulestest.Case{}
+	for _, role := range []byte("CBD") {
+		byRole[role] = authrulestest.Cases(authParams("!placeholder:"+SuiteNameA, role, sut, zero(""), zero))
+	}
+	var out []playable
+	for i, cs := range byRole['C'] {
+		pc := playable{cs: cs, reason: unplayable(&cs, sut)}
+		for _, role := range []byte("CBD") {
+			if unplayable(&byRole[role][i], sut) == "" {
+				pc.role = role
+				break
+			}
+		}
+		out = append(out, pc)
+	}
+	return out
+}
+
+// LeftOut is a case of a table the suite cannot play, and why.
+type LeftOut struct {
+	Name, Reason string
+}
+
+// AuthRuleCasesLeftOut lists the cases of authrulestest.Cases that
+// AuthRuleChecks leaves out, with the reason the server under test
+// cannot take role C in it (nor B or D), reported with the run's summary
+// and in docs/CONFORMANCE.md.
+func AuthRuleCasesLeftOut() []LeftOut {
+	var out []LeftOut
+	for _, pc := range playableCases() {
+		if pc.role == 0 {
+			out = append(out, LeftOut{pc.cs.Name, pc.reason})
+		}
 	}
 	return out
 }
@@ -73,8 +125,12 @@ func unplayable(cs *authrulestest.Case, sut string) string {
 	if inviteCommit(cs, sut) == nil {
 		return "no epoch-0 commit listing the server under test"
 	}
-	if cs.Event == nil || cs.State == nil {
+	if cs.Event == nil {
 		return ""
+	}
+	state := ""
+	if cs.State != nil {
+		state = cs.State.EventID()
 	}
 	// The state before the event, as a server derives it from the prev
 	// events, must be the table's State: cases that set the state apart
@@ -88,7 +144,7 @@ func unplayable(cs *authrulestest.Case, sut string) string {
 		if !ok {
 			return "a prev event the room does not hold"
 		}
-		if stateCommitAfter(e) != cs.State.EventID() {
+		if stateCommitAfter(e) != state {
 			return "a state before the event that its prev events do not lead to"
 		}
 	}
@@ -126,15 +182,24 @@ func inviteCommit(cs *authrulestest.Case, sut string) *roomversion.Event {
 	return nil
 }
 
-// authParams are the cases' parameters: the suite's three servers as A, B
-// and D, sut as C.
-func authParams(roomID, sut string, sutSeed []byte, seed func(string) []byte) authrulestest.Params {
+// authParams are the cases' parameters: sut in role ('B', 'C' or 'D'),
+// the suite's three servers in the other roles (SuiteNameA as A).
+func authParams(roomID string, role byte, sut string, sutSeed []byte, seed func(string) []byte) authrulestest.Params {
 	srv := func(name string, s []byte) authrulestest.Server {
 		return authrulestest.Server{Name: name, KeyID: SuiteKeyID, Seed: s}
 	}
+	suite := []string{SuiteNameA, SuiteNameB, SuiteNameD}
+	var servers [4]authrulestest.Server
+	for i, r := range []byte("ABCD") {
+		if r == role {
+			servers[i] = srv(sut, sutSeed)
+		} else {
+			servers[i], suite = srv(suite[0], seed(suite[0])), suite[1:]
+		}
+	}
 	p := authrulestest.DefaultParams()
 	p.RoomID = roomID
-	p.A, p.B, p.C, p.D = srv(SuiteNameA, seed(SuiteNameA)), srv(SuiteNameB, seed(SuiteNameB)), srv(sut, sutSeed), srv(SuiteNameD, seed(SuiteNameD))
+	p.A, p.B, p.C, p.D = servers[0], servers[1], servers[2], servers[3]
 	// Three hours back: every event (the room scenario's start an hour
 	// after the others) is in the past.
 	p.Clock = time.Now().Add(-3 * time.Hour).Truncate(time.Second)
@@ -142,11 +207,11 @@ func authParams(roomID, sut string, sutSeed []byte, seed func(string) []byte) au
 }
 
 // runAuthCase plays one case against the server under test.
-func runAuthCase(c *C, name string) {
+func runAuthCase(c *C, name string, role byte) {
 	roomID := fmt.Sprintf("!%sar%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)
 	sutSeed := make([]byte, ed25519.SeedSize)
 	_, _ = rand.Read(sutSeed)
-	p := authParams(roomID, c.Env.ServerName, sutSeed, c.Env.Suite.Seed)
+	p := authParams(roomID, role, c.Env.ServerName, sutSeed, c.Env.Suite.Seed)
 	p.MLSSeed = []byte(roomID)
 	var cs *authrulestest.Case
 	for _, x := range authrulestest.Cases(p) {
