@@ -26,6 +26,9 @@ type Check struct {
 	About string
 	// Run performs the check; it fails through c (Errorf, Fatalf).
 	Run func(c *C)
+	// Parallel lets Run (the runner) run the check alongside the other
+	// parallel checks of its section: it shares nothing with them.
+	Parallel bool
 }
 
 // ID is "section/name".
@@ -262,6 +265,9 @@ func Run(t *testing.T, env *Env, checks []Check, report *Report) {
 		t.Run(sec, func(t *testing.T) {
 			for _, ch := range bySection[sec] {
 				t.Run(ch.Name, func(t *testing.T) {
+					if ch.Parallel {
+						t.Parallel()
+					}
 					res := RunCheck(t, env, ch)
 					if report != nil {
 						report.Add(res)

@@ -51,7 +51,7 @@ func AuthRuleChecks() []Check {
 		}
 		out = append(out, Check{Section: "federation/authrules", Name: cs.Name,
 			About: fmt.Sprintf("%s: %s over /send, the server as %c, SPEC-NOTES §4", about, want, role),
-			Run:   func(c *C) { c.NeedFederation(); runAuthCase(c, cs.Name, role) }})
+			Run:   func(c *C) { c.NeedFederation(); runAuthCase(c, cs.Name, role) }, Parallel: true})
 	}
 	return out
 }
