@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -252,4 +253,53 @@ func TestLeaveIsCommittedByAMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	syncUntil(t, bob, "reading after carol left", hasBody(bob, roomID, alice.UserID(), "just us"))
+}
+
+// TestLimitedTimelineGapFilled: while bob does not sync, alice sends more
+// events than a /sync timeline holds (20), with a commit among them; bob's
+// next sync is limited and the client pages /messages back to the last
+// event it processed, so it misses neither the commit nor any message.
+func TestLimitedTimelineGapFilled(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", nil)
+	if err := bob.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Join(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := alice.Send(ctx, roomID, fmt.Sprintf("m%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(0, 25)
+	if err := alice.SetState(ctx, roomID, "m.room.topic", "", map[string]string{"topic": "gap"}); err != nil {
+		t.Fatal(err)
+	}
+	send(25, 50)
+	syncUntil(t, bob, "reading the last message", hasBody(bob, roomID, alice.UserID(), "m49"))
+	got := bodies(bob.Messages(roomID))
+	if len(got) != 50 {
+		t.Fatalf("bob read %d messages, want 50: %v", len(got), got)
+	}
+	for i, b := range got {
+		if b != fmt.Sprintf("%s: m%d", alice.UserID(), i) {
+			t.Fatalf("message %d is %q", i, b)
+		}
+	}
+	if st, _ := bob.Status(roomID); st.Topic != "gap" || len(st.Undecryptable) != 0 || st.NeedsWelcome != "" {
+		t.Fatalf("bob after the gap: %+v", st)
+	}
 }

@@ -116,6 +116,9 @@ type room struct {
 	// added, by commit ID, so that a commit lost to a fork can be redone.
 	MyAdds   map[string][]Invitee `json:"my_adds,omitempty"`
 	LostAdds []Invitee            `json:"lost_adds,omitempty"`
+	// LastEvent is the last timeline event processed (where a gap in a
+	// limited /sync timeline starts).
+	LastEvent string `json:"last_event,omitempty"`
 	// Rollbacks counts the times the client rolled back to a kept state.
 	Rollbacks int `json:"rollbacks,omitempty"`
 	// LostCommits are this client's commits that never became accepted.

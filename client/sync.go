@@ -34,7 +34,11 @@ type syncResponse struct {
 	Rooms     struct {
 		Join map[string]struct {
 			State    struct{ Events []json.RawMessage } `json:"state"`
-			Timeline struct{ Events []json.RawMessage } `json:"timeline"`
+			Timeline struct {
+				Events    []json.RawMessage `json:"events"`
+				Limited   bool              `json:"limited"`
+				PrevBatch string            `json:"prev_batch"`
+			} `json:"timeline"`
 		} `json:"join"`
 		Invite map[string]struct {
 			InviteState struct{ Events []syncEvent } `json:"invite_state"`
@@ -96,7 +100,19 @@ func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
 		if r == nil || r.group == nil {
 			continue
 		}
-		for _, raw := range jr.Timeline.Events {
+		events := jr.Timeline.Events
+		stop := r.LastEvent
+		if stop == "" {
+			stop = r.CommitID // just joined: what follows the Welcome's commit
+		}
+		if jr.Timeline.Limited && jr.Timeline.PrevBatch != "" && stop != "" {
+			gap, err := c.fillGap(ctx, roomID, jr.Timeline.PrevBatch, stop)
+			if err != nil {
+				return err
+			}
+			events = append(gap, events...)
+		}
+		for _, raw := range events {
 			if err := c.handleEvent(ctx, r, raw); err != nil {
 				return err
 			}
@@ -302,11 +318,51 @@ func (c *Client) fetchFedMap(ctx context.Context, roomID string) ([]byte, error)
 	return m.PrivateMessage.AuthenticatedData, nil
 }
 
+// MaxGapPages bounds how many /messages pages fill one timeline gap.
+const MaxGapPages = 100
+
+// fillGap pages /messages back from prevBatch until the event last (the
+// last one the client processed) and returns the events in between,
+// oldest first: a limited /sync timeline must not make the client miss
+// commits.
+func (c *Client) fillGap(ctx context.Context, roomID, prevBatch, last string) ([]json.RawMessage, error) {
+	var back []json.RawMessage
+	from := prevBatch
+	for range MaxGapPages {
+		var page struct {
+			Chunk []json.RawMessage `json:"chunk"`
+			End   string            `json:"end"`
+		}
+		if err := c.call(ctx, "GET", roomPath(roomID, "/messages?dir=b&limit=100&from="+url.QueryEscape(from)), nil, &page); err != nil {
+			return nil, fmt.Errorf("filling a timeline gap of %s: %w", roomID, err)
+		}
+		for _, raw := range page.Chunk {
+			var ev struct {
+				EventID string `json:"event_id"`
+			}
+			if json.Unmarshal(raw, &ev) == nil && ev.EventID == last {
+				slices.Reverse(back)
+				return back, nil
+			}
+			back = append(back, raw)
+		}
+		if page.End == "" || len(page.Chunk) == 0 {
+			break
+		}
+		from = page.End
+	}
+	slices.Reverse(back)
+	return back, nil
+}
+
 // handleEvent processes one timeline event of a joined room.
 func (c *Client) handleEvent(ctx context.Context, r *room, raw json.RawMessage) error {
 	var ev syncEvent
 	if err := json.Unmarshal(raw, &ev); err != nil {
 		return nil
+	}
+	if ev.EventID != "" {
+		r.LastEvent = ev.EventID
 	}
 	switch ev.Type {
 	case c.cfg.Version.CommitType():
