@@ -328,3 +328,110 @@ func TestTwoChatSessions(t *testing.T) {
 		t.Fatalf("alice's show after removing bob:\n%s", out)
 	}
 }
+
+// TestScriptCommands covers the subcommands scripts use around the chat:
+// a second device by login and its cross-signing, --data directories,
+// rooms --json, sync's news, state and topic, and join giving up.
+func TestScriptCommands(t *testing.T) {
+	url := newServer(t, "a.test")
+	dir := t.TempDir()
+	ok(t, dir, "register", "--server", url, "--password", "pw-dan", "dan")
+	ok(t, dir, "--data", "erin-home", "register", "--server", url, "--password", "pw-erin", "erin")
+	// Erin's second device: not cross-signed until her first device
+	// vouches for it.
+	out := ok(t, dir, "--data", "erin-laptop", "login", "--server", url, "--password", "pw-erin", "erin")
+	m := regexp.MustCompile(`new device ([A-Z]+)`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "not cross-signed yet") {
+		t.Fatalf("login: %q", out)
+	}
+	laptop := m[1]
+	out = ok(t, dir, "--data", "erin-phone", "login", "--server", url, "--password", "pw-erin", "erin")
+	phone := regexp.MustCompile(`new device ([A-Z]+)`).FindStringSubmatch(out)[1]
+	ok(t, dir, "--data", "erin-home", "cross-sign", phone)
+	if r := mlschat(t, dir, "login", "--server", url, "--password", "wrong", "--data", "x", "erin"); r.code != 1 || !strings.Contains(r.stderr, "M_FORBIDDEN") {
+		t.Fatalf("login with a wrong password: %+v", r)
+	}
+
+	room := strings.TrimSpace(ok(t, dir, "--as", "dan", "create", "-q", "--name", "Ops"))
+	fp := strings.TrimSpace(ok(t, dir, "--data", "erin-home", "fingerprint", "-q"))
+	ok(t, dir, "--as", "dan", "verify", "erin", fp[:10]+" "+fp[10:]) // spaces are allowed
+	r := mlschat(t, dir, "--as", "dan", "invite", room, "@erin:a.test")
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot add device "+laptop+" of @erin:a.test") ||
+		!strings.Contains(r.stderr, "not cross-signed by its user's self-signing key") {
+		t.Fatalf("invite with erin's laptop not cross-signed: %+v", r)
+	}
+	if out := ok(t, dir, "--data", "erin-home", "cross-sign", laptop); !strings.Contains(out, "now cross-signed") {
+		t.Fatalf("cross-sign: %q", out)
+	}
+	ok(t, dir, "--as", "dan", "invite", "Ops", "erin")
+
+	// Each of erin's devices sees the invite, then joins. (Both sync
+	// before either joins: once erin's account has joined, the server
+	// lists the room as joined for her other devices, and the client
+	// library does not join a device from a Welcome in that case.)
+	for _, d := range []string{"erin-home", "erin-laptop"} {
+		out := ok(t, dir, "--data", d, "sync")
+		if !strings.Contains(out, "* @dan:a.test invited you; join with: mlschat join "+room) {
+			t.Fatalf("%s's sync: %q", d, out)
+		}
+	}
+	for _, d := range []string{"erin-home", "erin-laptop"} {
+		ok(t, dir, "--data", d, "join", room)
+	}
+	// The phone did not sync before erin joined: package client cannot
+	// join it from its Welcome now, and join says so instead of waiting
+	// for an invite that will not come.
+	r = mlschat(t, dir, "--data", "erin-phone", "join", "--timeout", "1s", room)
+	if r.code != 1 || !strings.Contains(r.stderr, "the Welcome for "+room+" arrived, but your account had already joined") {
+		t.Fatalf("join of a device whose account joined first: %+v", r)
+	}
+	ok(t, dir, "--as", "dan", "topic", "Ops", "On call this week")
+	ok(t, dir, "--as", "dan", "state", "Ops", "org.example.rota", "", `{"who":"erin"}`)
+	ok(t, dir, "--as", "dan", "send", "Ops", "handing over")
+	out = ok(t, dir, "--data", "erin-laptop", "sync")
+	for _, want := range []string{`"Ops" ` + room + ":", `* the topic is now "On call this week"`, "dan: handing over"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("erin-laptop's sync lacks %q:\n%s", want, out)
+		}
+	}
+	if out := ok(t, dir, "--data", "erin-laptop", "sync"); strings.TrimSpace(out) != "nothing new" {
+		t.Fatalf("a second sync: %q", out)
+	}
+	out = ok(t, dir, "--data", "erin-home", "state", "Ops")
+	for _, want := range []string{`m.room.name "" {"name":"Ops"}`, `m.room.topic "" {"topic":"On call this week"}`, `org.example.rota "" {"who":"erin"}`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("state lacks %q:\n%s", want, out)
+		}
+	}
+	if r := mlschat(t, dir, "--as", "dan", "state", "Ops", "org.example.rota", "", `[1]`); r.code != 2 {
+		t.Fatalf("state with a non-object content: %+v", r)
+	}
+
+	var rooms []struct {
+		RoomID     string `json:"room_id"`
+		Membership string `json:"membership"`
+		Name       string `json:"name"`
+		Members    int    `json:"members"`
+		Messages   int    `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(ok(t, dir, "--as", "dan", "rooms", "--json")), &rooms); err != nil {
+		t.Fatal(err)
+	}
+	if len(rooms) != 1 || rooms[0].RoomID != room || rooms[0].Name != "Ops" || rooms[0].Members != 4 || rooms[0].Messages != 1 {
+		t.Fatalf("rooms --json: %+v", rooms)
+	}
+	// With one account in ./mlschat-data, it is the default; with two,
+	// mlschat asks which.
+	if out := ok(t, dir, "rooms", "--no-sync"); !strings.Contains(out, `"Ops" `+room+": 4 member devices, 1 message") {
+		t.Fatalf("rooms of the only account: %q", out)
+	}
+	ok(t, dir, "register", "--server", url, "--password", "pw-fred", "fred")
+	if r := mlschat(t, dir, "rooms"); r.code != 2 || !strings.Contains(r.stderr, "which account? give --as NAME (one of dan, fred)") {
+		t.Fatalf("rooms without --as: %+v", r)
+	}
+	// Join of a room without an invite gives up and says what to do.
+	r = mlschat(t, dir, "--as", "dan", "join", "--timeout", "1s", "!nowhere:a.test")
+	if r.code != 1 || !strings.Contains(r.stderr, "no invite with its Welcome for !nowhere:a.test arrived within 1s") {
+		t.Fatalf("join without an invite: %+v", r)
+	}
+}

@@ -272,6 +272,12 @@ func cmdJoin(e *env, args []string) error {
 	defer cancel()
 	if err := a.c.Join(ctx, id); err != nil {
 		if errors.Is(err, ctx.Err()) && e.ctx.Err() == nil {
+			if st, serr := a.c.Status(id); serr == nil && st.Membership == "" {
+				// The Welcome is here but the server never listed an
+				// invite for this device: another device of the account
+				// joined first, and the room comes as joined.
+				return fmt.Errorf("the Welcome for %s arrived, but your account had already joined the room from another device before this device saw the invite, and this client cannot join a device from a Welcome then: ask a member to remove and invite you again, and have each of your devices run mlschat sync before any of them joins", id)
+			}
 			return fmt.Errorf("no invite with its Welcome for %s arrived within %s: ask a member to invite you (mlschat invite %s %s)", id, *timeout, id, a.c.UserID())
 		}
 		return err

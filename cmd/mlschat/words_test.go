@@ -1,0 +1,67 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mlsmode/mlsmode/client"
+)
+
+// TestStatusWords checks the sentences show prints for the states a
+// single-server session does not reach: a pending commit waiting for
+// another server, messages lost to a fork, a broken room, rollbacks and
+// lost commits.
+func TestStatusWords(t *testing.T) {
+	a := &account{}
+	expires := time.Date(2026, 11, 23, 12, 30, 0, 0, time.Local)
+	st := client.RoomStatus{
+		RoomID: "!r:a.test", Membership: "join", Powers: []string{"a.test", "b.test"},
+		Pending: &client.PendingCommit{EventID: "$c", Pending: true, SentAt: expires.Add(-11 * time.Minute), Expires: expires},
+		Undecryptable: []client.Undecryptable{
+			{EventID: "$m1", Origin: "b.test", Reason: client.ReasonLostFork},
+			{EventID: "$m2", Origin: "b.test", Reason: client.ReasonLostFork},
+			{EventID: "$m3", Origin: "a.test", Reason: client.ReasonEpochGone},
+		},
+		Broken:      &client.Broken{EventID: "$bad", Origin: "b.test", Reason: "the accepted commit cannot be processed"},
+		Rollbacks:   1,
+		LostCommits: []string{"$x", "$y"},
+		Waiting:     3,
+	}
+	got := strings.Join(a.statusWords(st), "\n")
+	for _, want := range []string{
+		"this room is broken: the change $bad accepted from b.test cannot be followed (the accepted commit cannot be processed); start a new room for the same people with: mlschat successor !r:a.test",
+		"your pending change is waiting for a.test, then b.test to apply it (gives up at 12:30:00)",
+		"you cannot read 2 messages: sent on a fork that lost (lost_fork)",
+		"you cannot read 1 message: sent in an epoch whose keys this device no longer keeps (epoch_gone)",
+		"3 messages are for a later epoch",
+		"2 changes of yours were never accepted: another change won",
+		"this device went back to a kept state once",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status words lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "broken") > strings.Index(got, "pending") {
+		t.Errorf("a broken room is not said first:\n%s", got)
+	}
+
+	st = client.RoomStatus{RoomID: "!r:a.test", Membership: "join", NeedsWelcome: "commit $c from b.test won at epoch 4",
+		Pending: &client.PendingCommit{EventID: "$d", SentAt: expires}}
+	got = strings.Join(a.statusWords(st), "\n")
+	for _, want := range []string{
+		"you need to be invited again: commit $c from b.test won at epoch 4",
+		"your change (sent 12:30:00) is waiting to come back from the server",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status words lack %q:\n%s", want, got)
+		}
+	}
+	st = client.RoomStatus{RoomID: "!r:a.test", Membership: "invite", Inviter: "@alice:a.test"}
+	if got := a.statusWords(st); len(got) != 1 || got[0] != "you are invited by @alice:a.test; join with: mlschat join !r:a.test" {
+		t.Errorf("invite words: %q", got)
+	}
+	if got := a.statusWords(client.RoomStatus{Membership: "join"}); len(got) != 0 {
+		t.Errorf("a healthy room has words: %q", got)
+	}
+}
