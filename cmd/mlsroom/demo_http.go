@@ -58,6 +58,7 @@ func demoHTTPFlags(fs *flag.FlagSet, httpMode bool, serverBin string, speed floa
 type httpDemo struct {
 	ctx    context.Context
 	net    *httpNet
+	stderr io.Writer // progress while the story runs
 	seed   int64
 	window uint64
 	rng    *rand.Rand
@@ -126,7 +127,7 @@ func demoHTTP(ctx context.Context, seed int64, window uint64, opts demoHTTPOptio
 			keep = true
 		}
 	}()
-	d := &httpDemo{ctx: ctx, net: n, seed: seed, window: window, rng: rand.New(rand.NewPCG(uint64(seed), 0x6d6c73726f6f6d)),
+	d := &httpDemo{ctx: ctx, net: n, stderr: stderr, seed: seed, window: window, rng: rand.New(rand.NewPCG(uint64(seed), 0x6d6c73726f6f6d)),
 		hc: &http.Client{Timeout: time.Minute}, servers: names, notes: demoNotes{}, labels: map[string]string{},
 		events: map[string]*httpEvent{}, rollbacks: map[string]demoReportRollback{}, sides: map[string]string{}}
 	if err := d.story(); err != nil {
@@ -437,6 +438,8 @@ func (d *httpDemo) story() error {
 		m4.label, m4.text, ast.Epoch, m5.label, m5.text, bst.Epoch)
 	name2 := d.pick("Plan B", "Kestrel (b-side)", "Harbour backup")
 	sent := d.net.now()
+	fmt.Fprintf(d.stderr, "mlsroom demo: the network is split; bob's pending commit waits for b.example's window (5 server minutes, %v) ...\n",
+		(time.Duration(float64(5*time.Minute) / d.net.speed)).Round(time.Second))
 	if err := bob.c.SetState(ctx, d.roomID, "m.room.name", "", map[string]string{"name": name2}); err != nil {
 		return fmt.Errorf("bob renaming the room during the partition: %w", err)
 	}
@@ -492,6 +495,7 @@ func (d *httpDemo) story() error {
 	// 7. The healing.
 	d.net.heal()
 	healed := d.net.now()
+	fmt.Fprintf(d.stderr, "mlsroom demo: the network heals; waiting for the servers' outbound queues and the clients ...\n")
 	err = d.syncUntil("the servers and clients settling after the heal", 90*time.Second, func() (bool, error) {
 		for _, s := range d.servers {
 			cur, err := d.currentCommit(s)

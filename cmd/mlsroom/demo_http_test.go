@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mlsmode/mlsmode/roomversion"
 )
 
 // The flags of demo --http: usage errors exit 2 before anything starts;
@@ -184,4 +188,52 @@ func TestDemoHTTPLinkProxy(t *testing.T) {
 	if err := echo(dial(), "after"); err != nil {
 		t.Fatalf("after unblocking: %v", err)
 	}
+}
+
+// mlsContent reads the MLS framing of an event's content in either
+// base64 alphabet, padded or not, and refuses what is not a
+// PrivateMessage.
+func TestDemoHTTPMLSContent(t *testing.T) {
+	_, w, err := demo(context.Background(), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg, commit *roomversion.Event
+	for _, ev := range w.order {
+		switch {
+		case msg == nil && ev.Kind() == roomversion.EventEncrypted:
+			msg = ev
+		case commit == nil && ev.Kind() == roomversion.EventCommit && ev.Epoch() == 2:
+			commit = ev
+		}
+	}
+	for _, ev := range []*roomversion.Event{msg, commit} {
+		wire := ev.Ciphertext()
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			content, _ := json.Marshal(map[string]string{"ciphertext": enc.EncodeToString(wire)})
+			m, err := mlsContent(content)
+			if err != nil {
+				t.Fatalf("%s: %v", ev.Type(), err)
+			}
+			if want := ev.Epoch(); ev.Kind() == roomversion.EventCommit && m.PrivateMessage.Epoch != want {
+				t.Errorf("commit epoch %d, want %d", m.PrivateMessage.Epoch, want)
+			}
+		}
+	}
+	for _, bad := range []string{`{"ciphertext": "%%%"}`, `{"ciphertext": 7}`, `[]`, `{"ciphertext": "AAAA"}`} {
+		if _, err := mlsContent(json.RawMessage(bad)); err == nil {
+			t.Errorf("mlsContent accepted %s", bad)
+		}
+	}
+}
+
+func FuzzDemoHTTPMLSContent(f *testing.F) {
+	f.Add([]byte(`{"ciphertext":"AAEAAg"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		m, err := mlsContent(content)
+		if err == nil && m.PrivateMessage == nil {
+			t.Fatal("no error and no PrivateMessage")
+		}
+	})
 }
