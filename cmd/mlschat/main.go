@@ -41,6 +41,8 @@ Accounts:
   fingerprint [-q] [USER]                      a user's fingerprint (default: yours)
   verify USER FINGERPRINT                      record that you checked USER's fingerprint
   cross-sign DEVICE                            vouch for another device of yours
+  devices [USER]                               a user's devices, signature keys, cross-signing
+  verify-device USER DEVICE KEY                record that you checked one device (m.direct)
 
 Rooms:
   create [-q] [--name N] [--topic T] [--verification LEVEL] [--window D]
@@ -90,26 +92,28 @@ type env struct {
 }
 
 var commands = map[string]func(e *env, args []string) error{
-	"register":    cmdRegister,
-	"login":       cmdLogin,
-	"whoami":      cmdWhoami,
-	"fingerprint": cmdFingerprint,
-	"verify":      cmdVerify,
-	"cross-sign":  cmdCrossSign,
-	"create":      cmdCreate,
-	"rooms":       cmdRooms,
-	"invite":      cmdInvite,
-	"join":        cmdJoin,
-	"send":        cmdSend,
-	"show":        cmdShow,
-	"sync":        cmdSync,
-	"chat":        cmdChat,
-	"name":        cmdName,
-	"topic":       cmdTopic,
-	"state":       cmdState,
-	"remove":      cmdRemove,
-	"leave":       cmdLeave,
-	"successor":   cmdSuccessor,
+	"register":      cmdRegister,
+	"login":         cmdLogin,
+	"whoami":        cmdWhoami,
+	"fingerprint":   cmdFingerprint,
+	"verify":        cmdVerify,
+	"cross-sign":    cmdCrossSign,
+	"devices":       cmdDevices,
+	"verify-device": cmdVerifyDevice,
+	"create":        cmdCreate,
+	"rooms":         cmdRooms,
+	"invite":        cmdInvite,
+	"join":          cmdJoin,
+	"send":          cmdSend,
+	"show":          cmdShow,
+	"sync":          cmdSync,
+	"chat":          cmdChat,
+	"name":          cmdName,
+	"topic":         cmdTopic,
+	"state":         cmdState,
+	"remove":        cmdRemove,
+	"leave":         cmdLeave,
+	"successor":     cmdSuccessor,
 }
 
 // run executes the command line args (without the program name) and

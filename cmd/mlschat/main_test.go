@@ -429,6 +429,22 @@ func TestScriptCommands(t *testing.T) {
 	if r := mlschat(t, dir, "rooms"); r.code != 2 || !strings.Contains(r.stderr, "which account? give --as NAME (one of dan, fred)") {
 		t.Fatalf("rooms without --as: %+v", r)
 	}
+	// m.direct: each device is checked by its signature key.
+	direct := strings.TrimSpace(ok(t, dir, "--as", "dan", "create", "-q", "--verification", "m.direct"))
+	if r := mlschat(t, dir, "--as", "dan", "invite", direct, "fred"); r.code != 1 || !strings.Contains(r.stderr, "requires m.direct and it has not been verified directly") {
+		t.Fatalf("m.direct invite of an unchecked device: %+v", r)
+	}
+	out = ok(t, dir, "--as", "dan", "devices", "fred")
+	dm := regexp.MustCompile(`device ([A-Z]+): signature key (\S+); cross-signed by @fred:a.test`).FindStringSubmatch(out)
+	if dm == nil {
+		t.Fatalf("dan's devices of fred: %q", out)
+	}
+	if r := mlschat(t, dir, "--as", "dan", "verify-device", "fred", dm[1], "AAAA"); r.code != 1 || !strings.Contains(r.stderr, "not the one checked") {
+		t.Fatalf("verify-device with a wrong key: %+v", r)
+	}
+	ok(t, dir, "--as", "dan", "verify-device", "fred", dm[1], dm[2])
+	ok(t, dir, "--as", "dan", "invite", direct, "fred")
+
 	// Join of a room without an invite gives up and says what to do.
 	r = mlschat(t, dir, "--as", "dan", "join", "--timeout", "1s", "!nowhere:a.test")
 	if r.code != 1 || !strings.Contains(r.stderr, "no invite with its Welcome for !nowhere:a.test arrived within 1s") {

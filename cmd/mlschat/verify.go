@@ -252,3 +252,73 @@ func signedBy(obj json.RawMessage, signerUser string, signer json.RawMessage) er
 	}
 	return gomatrixserverlib.VerifyJSON(signerUser, gomatrixserverlib.KeyID(id), ed25519.PublicKey(key), stripped)
 }
+
+func cmdDevices(e *env, args []string) error {
+	fs := e.flags("devices", "[USER]")
+	rest, err := parse(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	a, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	user := a.c.UserID()
+	if len(rest) == 1 {
+		if user, err = a.userID(rest[0]); err != nil {
+			return err
+		}
+	}
+	devs, err := a.c.Devices(e.ctx, user)
+	if err != nil {
+		return err
+	}
+	if len(devs) == 0 {
+		return fmt.Errorf("%s has no devices with keys", user)
+	}
+	tr, err := a.trust(e.ctx, user)
+	if err != nil {
+		return err
+	}
+	for _, d := range devs {
+		key := "(no MLS credential for this client's cipher suite)"
+		if d.Identity != nil {
+			key = base64.RawStdEncoding.EncodeToString(d.Identity.SignatureKey)
+		}
+		state := "cross-signed by " + user
+		if why, ok := tr.devices[d.DeviceID]; !ok {
+			state = "cross-signing unknown"
+		} else if why != "" {
+			state = "not cross-signed: " + why
+		}
+		you := ""
+		if user == a.c.UserID() && d.DeviceID == a.c.DeviceID() {
+			you = " (this device)"
+		}
+		fmt.Fprintf(e.stdout, "device %s%s: signature key %s; %s\n", d.DeviceID, you, key, state)
+	}
+	return nil
+}
+
+func cmdVerifyDevice(e *env, args []string) error {
+	fs := e.flags("verify-device", "USER DEVICE SIGNATURE_KEY")
+	rest, err := parse(fs, args, 3, 3)
+	if err != nil {
+		return err
+	}
+	a, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	user, err := a.userID(rest[0])
+	if err != nil {
+		return err
+	}
+	if err := a.c.VerifyDevice(e.ctx, user, rest[1], rest[2]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "verified device %s of %s directly: it can be added to rooms that require m.direct (this record stays on this device)\n", rest[1], user)
+	return nil
+}
