@@ -188,7 +188,7 @@ func checkClientFormat(c *C, where string, ev map[string]any) {
 
 // refusalChecks are the refusals of SPEC-NOTES §11 in an MLS room.
 func refusalChecks() []Check {
-	const about = "SPEC-NOTES §11 refusals"
+	const about = "SPEC-NOTES §11"
 	type refusal struct {
 		name, method, path string
 		body               any
@@ -216,10 +216,17 @@ func refusalChecks() []Check {
 		u := c.User("refusals")
 		return u, u.CreateRoom(soloFedMap(c))
 	}
+	abouts := map[string]string{
+		"members": "GET /rooms/{roomId}/members: 403 M_FORBIDDEN", "joined-members": "GET /rooms/{roomId}/joined_members: 403 M_FORBIDDEN",
+		"kick": "POST /rooms/{roomId}/kick: 403 M_FORBIDDEN", "ban": "POST /rooms/{roomId}/ban: 403 M_FORBIDDEN",
+		"unban": "POST /rooms/{roomId}/unban: 403 M_FORBIDDEN", "member-state": "PUT /state/m.room.member: 403 M_FORBIDDEN",
+		"other-state-type": "PUT /state/m.room.topic: 403 M_FORBIDDEN", "other-event-type": "PUT /send/m.room.message: 403 M_FORBIDDEN",
+		"upgrade": "POST /rooms/{roomId}/upgrade: 400 M_UNSUPPORTED_ROOM_VERSION", "bad-base64": "PUT /send/m.room.encrypted with a ciphertext that is not base64: 400 M_BAD_JSON",
+	}
 	names := []string{"members", "joined-members", "kick", "ban", "unban", "member-state", "other-state-type", "other-event-type", "upgrade", "bad-base64"}
 	var out []Check
 	for i, name := range names {
-		out = append(out, Check{Section: "client/refusals", Name: name, About: about, Run: func(c *C) {
+		out = append(out, Check{Section: "client/refusals", Name: name, About: abouts[name] + ", " + about, Run: func(c *C) {
 			u, roomID := setup(c)
 			rf := list(c, u, roomID)[i]
 			before := u.Do("GET", testclient.RoomPath(roomID, "/messages?dir=b&limit=50"), nil)
