@@ -75,8 +75,6 @@ type httpDemo struct {
 	msgs   []*httpMessage
 	// rollbacks are the rollbacks the demo saw, by member.
 	rollbacks map[string]demoReportRollback
-	// sides is each member's commit label just before the heal.
-	sides map[string]string
 }
 
 // httpUser is one user's client and the server it is on.
@@ -129,7 +127,7 @@ func demoHTTP(ctx context.Context, seed int64, window uint64, opts demoHTTPOptio
 	}()
 	d := &httpDemo{ctx: ctx, net: n, stderr: stderr, seed: seed, window: window, rng: rand.New(rand.NewPCG(uint64(seed), 0x6d6c73726f6f6d)),
 		hc: &http.Client{Timeout: time.Minute}, servers: names, notes: demoNotes{}, labels: map[string]string{},
-		events: map[string]*httpEvent{}, rollbacks: map[string]demoReportRollback{}, sides: map[string]string{}}
+		events: map[string]*httpEvent{}, rollbacks: map[string]demoReportRollback{}}
 	if err := d.story(); err != nil {
 		return nil, err
 	}
@@ -484,13 +482,6 @@ func (d *httpDemo) story() error {
 		return err
 	}
 	d.logf("On the b side, carol writes %s %q and bob %s %q, both in epoch %d after %s.", m6.label, m6.text, m7.label, m7.text, bst.Epoch, c4b)
-	for _, u := range d.users {
-		s, err := d.status(u)
-		if err != nil {
-			return err
-		}
-		d.sides[u.name] = d.name(s.CommitID)
-	}
 
 	// 7. The healing.
 	d.net.heal()

@@ -367,7 +367,6 @@ func (d *httpDemo) report() (*demoReport, error) {
 		rm := demoReportMember{Name: u.name, UserID: u.c.UserID(), Server: u.server, Commit: d.name(st.CommitID), Epoch: st.Epoch,
 			RoomName: st.Name, NeedsWelcome: st.NeedsWelcome != "", Reason: d.relabel(st.NeedsWelcome), RolledBack: st.Rollbacks > 0}
 		if st.NeedsWelcome != "" {
-			rm.Commit = d.sides[u.name]
 			rep.NeedsWelcome = append(rep.NeedsWelcome, u.name)
 		}
 		rep.Members = append(rep.Members, rm)
