@@ -3,7 +3,9 @@
 # built binaries, build tag e2e, then interop), interop (members built on
 # ts-mls under Node and on mls-go with our server, build tag interop), ci
 # (test then e2e: what .ci/run runs), bench, fuzz (every fuzz target for
-# FUZZTIME), lint (test's checks plus staticcheck at a pinned version).
+# FUZZTIME), lint (test's checks plus staticcheck at a pinned version),
+# sweep (the decentralisation simulator's grid of docs/DECENTRALISATION.md;
+# minutes, not part of test or ci).
 GO         ?= go
 FUZZTIME   ?= 10s
 BENCHCOUNT ?= 3
@@ -12,7 +14,7 @@ STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: test e2e interop ci vet fmtcheck vectors bench fuzz lint
+.PHONY: test e2e interop ci vet fmtcheck vectors bench fuzz lint sweep
 
 test: fmtcheck vet
 	$(GO) test -count=1 ./...
@@ -60,3 +62,8 @@ lint: fmtcheck vet
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags e2e ./e2e/...
 	$(GO) run $(STATICCHECK) -tags interop ./interop/...
+
+# The decentralisation sweep: writes docs/decentralisation/sweep.{csv,md}
+# and the plots (see docs/DECENTRALISATION.md).
+sweep:
+	$(GO) run ./cmd/mlsroom simulate --sweep docs/decentralisation/sweep.json --out docs/decentralisation

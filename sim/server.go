@@ -169,8 +169,12 @@ func (s *server) receive(ev *rvEvent, from *server) error {
 		}
 		return nil
 	}
-	for _, p := range ev.PrevEventIDs() {
-		s.store.refs[p] = append(s.store.refs[p], ev.EventID())
+	if ev.Kind() == roomversion.EventCommit {
+		// Only commits' references are kept: the queue's Status looks for
+		// the commits naming a pending commit, and nothing else reads them.
+		for _, p := range ev.PrevEventIDs() {
+			s.store.refs[p] = append(s.store.refs[p], ev.EventID())
+		}
 	}
 	if sf != nil {
 		s.softFailed[ev.EventID()] = sf.Case

@@ -18,7 +18,7 @@ type memStore struct {
 	srv     *server
 	pending map[string]*storage.PendingCommit
 	order   []string            // pending commit IDs in (receipt time, event ID) order
-	refs    map[string][]string // event ID -> events naming it as a prev event
+	refs    map[string][]string // event ID -> commits naming it as a prev event
 	waiting int                 // pending commits in status waiting
 }
 
@@ -179,7 +179,8 @@ func (m *memStore) CurrentState(_ context.Context, roomID string) (storage.RoomS
 	return storage.RoomState{CreateID: s.room.Create().EventID(), CommitID: s.currentID()}, nil
 }
 
-// EventReferences returns the events naming eventID as a prev event.
+// EventReferences returns the commits naming eventID as a prev event (the
+// only references the queue reads).
 func (m *memStore) EventReferences(_ context.Context, eventID string) ([]string, error) {
 	return slices.Clone(m.refs[eventID]), nil
 }
