@@ -305,7 +305,9 @@ func (c *Client) optionsMap(opts RoomOptions) (*fedmap.Map, error) {
 	if opts.RequiredVerification != "" && !fedmap.ValidVerification(opts.RequiredVerification) {
 		return nil, fmt.Errorf("security.required_verification %q is not one of m.direct, m.cross, m.tofu, m.none", opts.RequiredVerification)
 	}
-	fm.Security = &fedmap.Security{Window: uint64(w / time.Second), RequiredVerification: opts.RequiredVerification}
+	if w > 0 || opts.RequiredVerification != "" {
+		fm.Security = &fedmap.Security{Window: uint64(w / time.Second), RequiredVerification: opts.RequiredVerification}
+	}
 	if _, err := fm.Encode(); err != nil {
 		return nil, fmt.Errorf("federation map: %w", err)
 	}
@@ -735,6 +737,31 @@ func (c *Client) commitProposals(ctx context.Context, r *room) error {
 	}
 	c.log.Info("committing members' proposals", "room", r.ID, "proposals", len(r.group.PendingProposals()))
 	return c.commitAndWait(ctx, r, fixed(nil, nil), nil)
+}
+
+// SetFederation commits a new federation map for the room (powers,
+// servers, can_propose), keeping its security settings. The servers must
+// include every power and every proposer (the auth rules refuse it
+// otherwise, and the server's answer is returned).
+func (c *Client) SetFederation(ctx context.Context, roomID string, powers, servers, canPropose []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, err := c.joinedRoom(roomID)
+	if err != nil {
+		return err
+	}
+	return c.commitAndWait(ctx, r, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+		cur, err := r.fedMap()
+		if err != nil {
+			return nil, nil, err
+		}
+		next := *cur
+		next.Federation = fedmap.Federation{Powers: slices.Clone(powers), Servers: slices.Clone(servers), CanPropose: slices.Clone(canPropose)}
+		if _, err := next.Encode(); err != nil {
+			return nil, nil, fmt.Errorf("federation map: %w", err)
+		}
+		return nil, &next, nil
+	}, nil)
 }
 
 // CheckStateKey checks an encrypted state event's type and state key:

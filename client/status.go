@@ -39,9 +39,11 @@ type RoomStatus struct {
 	// Window is security.window as the client applies it (clamped).
 	Window               time.Duration
 	RequiredVerification string
-	Members              []Member
-	Name, Topic          string
-	Pending              *PendingCommit
+	// FederationMap is the CBOR authenticated data of the current commit.
+	FederationMap []byte
+	Members       []Member
+	Name, Topic   string
+	Pending       *PendingCommit
 	// NeedsWelcome says why the client is out of the group and needs a
 	// new Welcome ("" when it is in).
 	NeedsWelcome string
@@ -84,6 +86,7 @@ func (c *Client) Status(roomID string) (RoomStatus, error) {
 	if fm, err := r.fedMap(); err == nil {
 		s.Powers, s.Servers, s.CanPropose = fm.Federation.Powers, fm.Federation.Servers, fm.Federation.CanPropose
 		s.Window, s.RequiredVerification = r.window(), fm.RequiredVerification()
+		s.FederationMap = slices.Clone(r.AuthData)
 	}
 	if r.group != nil {
 		s.Epoch = r.group.Epoch()

@@ -56,7 +56,7 @@ func federatedStory(t *testing.T, number int, cs mls.CipherSuite) {
 	}
 	tara.call("upload_keys", map[string]any{"count": 2})
 	tara.call("initial_sync", nil)
-	newOurs := func(url, name string) ourMember { return newTCMember(t, url, name, cs) }
+	newOurs := func(url, name string) ourMember { return newLibMember(t, url, name, cs, 2) }
 	alice, carol := newOurs(urlA, "alice"), newOurs(urlA, "carol")
 	for _, m := range []ourMember{alice, carol} {
 		m.UploadKeys(2)

@@ -99,7 +99,7 @@ func tsmlsStory(t *testing.T, number int, cs mls.CipherSuite) {
 	tara.call("initial_sync", nil)
 
 	// Our members: the one place that says which client they run on.
-	newOurs := func(name string) ourMember { return newTCMember(t, url, name, cs) }
+	newOurs := func(name string) ourMember { return newLibMember(t, url, name, cs, 2) }
 	alice, bob, carol := newOurs("alice"), newOurs("bob"), newOurs("carol")
 	for _, m := range []ourMember{alice, bob, carol} {
 		m.UploadKeys(2)

@@ -67,6 +67,15 @@ function varint(n) {
   if (n < 1 << 30) return Uint8Array.of(0x80 | (n >>> 24), (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
   throw new Error("vector too long");
 }
+// canonicalJSON is Matrix's canonical JSON of plain objects, arrays and
+// strings: keys sorted, no whitespace.
+function canonicalJSON(v) {
+  if (Array.isArray(v)) return "[" + v.map(canonicalJSON).join(",") + "]";
+  if (v !== null && typeof v === "object") {
+    return "{" + Object.keys(v).sort().map((k) => JSON.stringify(k) + ":" + canonicalJSON(v[k])).join(",") + "}";
+  }
+  return JSON.stringify(v);
+}
 const opaque = (b) => concat(varint(b.length), b);
 function readOpaque(b, o) {
   const first = b[o] >> 6;
@@ -294,13 +303,16 @@ class Member {
       otks[id] = v;
     }
     const cred = concat(Uint8Array.of(0, 1), opaque(this.credential.identity)); // Credential: basic (1), identity<V>
-    const body = {
-      one_time_keys: otks,
-      device_keys: {
-        user_id: this.userId, device_id: this.deviceId, algorithms: [this.alg],
-        keys: { [`${this.alg}:${this.deviceId}`]: b64std(cred) },
-      },
+    const deviceKeys = {
+      user_id: this.userId, device_id: this.deviceId, algorithms: [this.alg],
+      keys: { [`${this.alg}:${this.deviceId}`]: b64std(cred) },
     };
+    // MSC4256: the device keys are signed with the credential's signature
+    // key, under the credential type as key ID (m.mls.v1.basic:<device>),
+    // over their canonical JSON as Matrix signs JSON.
+    const sig = await this.impl.signature.sign(this.sigKeys.signKey, utf8(canonicalJSON(deviceKeys)));
+    deviceKeys.signatures = { [this.userId]: { [`m.mls.v1.basic:${this.deviceId}`]: b64std(sig) } };
+    const body = { one_time_keys: otks, device_keys: deviceKeys };
     const r = await this.http("POST", "/_matrix/client/v3/keys/upload", body);
     return { key_ids: Object.keys(otks), one_time_key_counts: r.body.one_time_key_counts, credential: b64std(cred) };
   }
