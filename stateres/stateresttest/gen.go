@@ -120,7 +120,7 @@ func New(p Params) *Gen {
 		leaves: map[string]uint32{}, signs: map[string]ed25519.PrivateKey{}}
 	for i, s := range p.Servers {
 		g.leaves[s] = uint32(i)
-		g.signs[s] = ed25519.NewKeyFromSeed(g.derive(32, "signing", s))
+		g.signs[s] = ed25519.NewKeyFromSeed(p.SigningSeed(s))
 	}
 	content := must(p.Version.CreateContentJSON(p.Suite, true))
 	g.create = g.build(&roomversion.Builder{Type: roomversion.EventTypeCreate, StateKey: new(string), Content: content, Origin: p.Servers[0]})
@@ -154,11 +154,19 @@ func (g *Gen) At(t time.Time) { g.now = t }
 // Now returns the origin_server_ts the next event gets.
 func (g *Gen) Now() time.Time { return g.now }
 
-func (g *Gen) derive(n int, labels ...string) []byte {
+// SigningSeed returns the ed25519 seed of server's signing key (KeyID) in
+// the rooms of p: derived from Seed and the name, so that a server that
+// must publish the key (the conformance suite playing a room's servers
+// over federation) can.
+func (p Params) SigningSeed(server string) []byte { return derive(p.Seed, 32, "signing", server) }
+
+func (g *Gen) derive(n int, labels ...string) []byte { return derive(g.p.Seed, n, labels...) }
+
+func derive(seed string, n int, labels ...string) []byte {
 	var out []byte
 	for i := 0; len(out) < n; i++ {
 		h := sha256.New()
-		h.Write([]byte(g.p.Seed))
+		h.Write([]byte(seed))
 		for _, l := range labels {
 			fmt.Fprintf(h, "|%s", l)
 		}

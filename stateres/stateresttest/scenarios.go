@@ -27,7 +27,26 @@ type Scenario struct {
 // seeds 0..random-1 (fake-but-valid ciphertexts; their Want is nil: the
 // vectors record what stateres resolves them to).
 func Scenarios(random int) []Scenario {
-	const A, B, C, D = "a.example", "b.example", "c.example", "d.example"
+	out := NamedScenarios(DefaultParams())
+	for seed := range random {
+		d := RandomDAG(rand.New(rand.NewPCG(uint64(seed), 11)), RandomOptions{MaxServers: 5, MaxSteps: 16})
+		var states []*roomversion.Event
+		for _, s := range d.States {
+			states = append(states, s.Commit)
+		}
+		out = append(out, Scenario{Name: fmt.Sprintf("random-%02d", seed), Description: fmt.Sprintf("random room %d of stateresttest.RandomDAG", seed), Gen: d.Gen, States: states})
+	}
+	return out
+}
+
+// NamedScenarios returns the named scenarios in rooms of p, whose first
+// four Servers play A, B, C and D (DefaultParams: a, b, c and d.example).
+// It panics if p has fewer than four servers.
+func NamedScenarios(p Params) []Scenario {
+	if len(p.Servers) < 4 {
+		panic("stateresttest: the named scenarios need four servers")
+	}
+	A, B, C, D := p.Servers[0], p.Servers[1], p.Servers[2], p.Servers[3]
 	l := func(s ...string) []string { return s }
 	f := Fed{Powers: l(A, B), Servers: l(A, B, C, D), CanPropose: l(C)}
 	var out []Scenario
@@ -35,7 +54,7 @@ func Scenarios(random int) []Scenario {
 		out = append(out, Scenario{Name: name, Description: desc, Gen: g, States: states, Want: want})
 	}
 	base := func() (*Gen, *roomversion.Event) {
-		g := New(DefaultParams())
+		g := New(p)
 		return g, g.Commit(A, g.Commit(A, nil, f), f)
 	}
 
@@ -71,14 +90,14 @@ func Scenarios(random int) []Scenario {
 	add("power-transfer", "A commits powers [B, A], then A and B commit on it concurrently: B, now powers[0], wins", g, c3b, c3a, c3b)
 
 	g, c1 = base()
-	p := g.Pending(C, c1, f)
-	c2a = g.Apply(A, p)
-	c2b = g.Apply(B, p)
+	pc := g.Pending(C, c1, f)
+	c2a = g.Apply(A, pc)
+	c2b = g.Apply(B, pc)
 	c3 := g.Commit(B, c2b, f)
 	g.Message(C, c2a)
 	add("pending-commit-applied-twice", "C's pending commit is applied by A and by B (equivalent commits: no fork); B's later commit on B's copy survives against A's copy", g, c3, c2a, c3)
 
-	g = New(DefaultParams())
+	g = New(p)
 	f3 := Fed{Powers: l(A, B, C), Servers: l(A, B, C, D), CanPropose: l(D)}
 	c1 = g.Commit(A, g.Commit(A, nil, f3), f3)
 	c2a = g.Commit(A, c1, f3)
@@ -91,14 +110,5 @@ func Scenarios(random int) []Scenario {
 	c3 = g.Commit(B, c2a, f3, c2a, c4b)
 	c4 := g.Commit(C, c3, f3)
 	add("three-way-partition", "A, B and {C, D} are cut off from each other at c1 and each commits; B and C heal first (C builds on B's branch), then A comes back and wins, and everyone builds on A's branch", g, c4, c2a, c4b, c4c, c4)
-
-	for seed := range random {
-		d := RandomDAG(rand.New(rand.NewPCG(uint64(seed), 11)), RandomOptions{MaxServers: 5, MaxSteps: 16})
-		var states []*roomversion.Event
-		for _, s := range d.States {
-			states = append(states, s.Commit)
-		}
-		out = append(out, Scenario{Name: fmt.Sprintf("random-%02d", seed), Description: fmt.Sprintf("random room %d of stateresttest.RandomDAG", seed), Gen: d.Gen, States: states})
-	}
 	return out
 }
