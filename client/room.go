@@ -164,6 +164,10 @@ const (
 	MaxChain    = 256
 	MaxMessages = 10000
 	MaxDeferred = 1000
+	// MaxKept bounds the past states kept for security.window (each is a
+	// whole group state): a fork deeper than this many commits needs a new
+	// Welcome even within the window.
+	MaxKept = 32
 )
 
 const prefixRoom = "room/"

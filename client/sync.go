@@ -423,6 +423,9 @@ func (c *Client) keepCurrent(r *room) error {
 		return err
 	}
 	r.Kept = append(r.Kept, keptState{CommitID: r.CommitID, Epoch: r.group.Epoch(), State: st, At: now})
+	if len(r.Kept) > MaxKept {
+		r.Kept = r.Kept[len(r.Kept)-MaxKept:]
+	}
 	return nil
 }
 
