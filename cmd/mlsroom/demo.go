@@ -20,7 +20,7 @@ import (
 )
 
 const demoUsage = `usage: mlsroom demo [--json] [--seed N] [--security-window SECONDS]
-       mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--json] [--seed N] [--security-window SECONDS]
+       mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--keep] [--json] [--seed N] [--security-window SECONDS]
 
 Tells, in one process, the story of one MLS mode room shared by three
 servers: a.example, b.example and c.example, with powers [a, b], servers
@@ -64,6 +64,9 @@ Flags:
   --clock-speed N        (--http) server seconds per real second, 1 to 600
                          (default 60: the 5-minute pending-commit windows
                          pass in 5 s); the clients follow the same clock
+  --keep                 (--http) keep the temporary directory (each
+                         server's data dir, SQLite database and log) after
+                         a successful run too, and name it on stderr
 
 Events are named by labels (C4a: the commit of epoch 4 sent by a.example;
 P3c: a pending commit of epoch 3 from c.example; M1: the first message),
@@ -84,6 +87,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	httpMode := fs.Bool("http", false, "")
 	serverBin := fs.String("server-bin", "", "")
 	speed := fs.Float64("clock-speed", demoHTTPSpeed, "")
+	keep := fs.Bool("keep", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, demoUsage)
@@ -96,7 +100,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mlsroom demo: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
-	httpOpts, err := demoHTTPFlags(fs, *httpMode, *serverBin, *speed)
+	httpOpts, err := demoHTTPFlags(fs, *httpMode, *serverBin, *speed, *keep)
 	if err != nil {
 		fmt.Fprintf(stderr, "mlsroom demo: %v\n", err)
 		return exitUsage

@@ -29,16 +29,17 @@ const (
 type demoHTTPOptions struct {
 	serverBin string
 	speed     float64
+	keep      bool // keep the servers' directory after a successful run
 }
 
 // demoHTTPFlags checks the flags of demo that belong to --http: they
 // need --http, and the clock speed must be in range. It returns the
 // options, or the usage error to print.
-func demoHTTPFlags(fs *flag.FlagSet, httpMode bool, serverBin string, speed float64) (demoHTTPOptions, error) {
+func demoHTTPFlags(fs *flag.FlagSet, httpMode bool, serverBin string, speed float64, keep bool) (demoHTTPOptions, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !httpMode {
-		for _, name := range []string{"server-bin", "clock-speed"} {
+		for _, name := range []string{"server-bin", "clock-speed", "keep"} {
 			if set[name] {
 				return demoHTTPOptions{}, fmt.Errorf("--%s needs --http", name)
 			}
@@ -51,7 +52,7 @@ func demoHTTPFlags(fs *flag.FlagSet, httpMode bool, serverBin string, speed floa
 	if !(speed >= 1 && speed <= demoHTTPMaxSpeed) {
 		return demoHTTPOptions{}, fmt.Errorf("--clock-speed %v: must be from 1 to %d", speed, demoHTTPMaxSpeed)
 	}
-	return demoHTTPOptions{serverBin: serverBin, speed: speed}, nil
+	return demoHTTPOptions{serverBin: serverBin, speed: speed, keep: keep}, nil
 }
 
 // httpDemo is one run of the story over three mlsserver processes.
@@ -97,7 +98,7 @@ func demoHTTP(ctx context.Context, seed int64, window uint64, opts demoHTTPOptio
 	if err != nil {
 		return nil, err
 	}
-	keep := false
+	keep := opts.keep
 	defer func() {
 		if keep {
 			fmt.Fprintf(stderr, "mlsroom demo: the servers' data dirs and logs are kept in %s\n", dir)

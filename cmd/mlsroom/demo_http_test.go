@@ -34,6 +34,7 @@ func TestDemoHTTPFlags(t *testing.T) {
 	}{
 		{[]string{"--server-bin", "/bin/true"}, exitUsage, "--server-bin needs --http"},
 		{[]string{"--clock-speed", "30"}, exitUsage, "--clock-speed needs --http"},
+		{[]string{"--keep"}, exitUsage, "--keep needs --http"},
 		{[]string{"--json", "--clock-speed", "60"}, exitUsage, "--clock-speed needs --http"},
 		{[]string{"--http", "--clock-speed", "0"}, exitUsage, "--clock-speed 0: must be from 1 to 600"},
 		{[]string{"--http", "--clock-speed", "601"}, exitUsage, "must be from 1 to 600"},
@@ -68,6 +69,7 @@ func TestDemoHTTPOptions(t *testing.T) {
 		{[]string{"--http"}, demoHTTPOptions{speed: demoHTTPSpeed}},
 		{[]string{"--http", "--clock-speed", "1"}, demoHTTPOptions{speed: 1}},
 		{[]string{"--http", "--clock-speed", "600", "--server-bin", "/x/mlsserver"}, demoHTTPOptions{serverBin: "/x/mlsserver", speed: 600}},
+		{[]string{"--http", "--keep"}, demoHTTPOptions{speed: demoHTTPSpeed, keep: true}},
 		{[]string{"--seed", "3"}, demoHTTPOptions{}},
 	} {
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -75,11 +77,12 @@ func TestDemoHTTPOptions(t *testing.T) {
 		httpMode := fs.Bool("http", false, "")
 		bin := fs.String("server-bin", "", "")
 		speed := fs.Float64("clock-speed", demoHTTPSpeed, "")
+		keep := fs.Bool("keep", false, "")
 		fs.Int64("seed", 1, "")
 		if err := fs.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
-		got, err := demoHTTPFlags(fs, *httpMode, *bin, *speed)
+		got, err := demoHTTPFlags(fs, *httpMode, *bin, *speed, *keep)
 		if err != nil || got != tc.want {
 			t.Errorf("%v: %+v, %v; want %+v", tc.args, got, err, tc.want)
 		}
@@ -89,7 +92,7 @@ func TestDemoHTTPOptions(t *testing.T) {
 // The usage names the --http flags.
 func TestDemoHTTPUsage(t *testing.T) {
 	out := runDemoCLI(t, "-h")
-	for _, want := range []string{"mlsroom demo --http [--server-bin PATH] [--clock-speed N]", "--server-bin PATH", "--clock-speed N"} {
+	for _, want := range []string{"mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--keep]", "--server-bin PATH", "--clock-speed N", "--keep"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("demo -h does not mention %q", want)
 		}

@@ -7,7 +7,7 @@
 //	mlsroom check ...
 //	mlsroom resolve [FILE|-]
 //	mlsroom demo [--json] [--seed N] [--security-window SECONDS]
-//	mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--json] [--seed N] [--security-window SECONDS]
+//	mlsroom demo --http [--server-bin PATH] [--clock-speed N] [--keep] [--json] [--seed N] [--security-window SECONDS]
 //	mlsroom help [COMMAND]
 //
 // inspect decodes one base64 MLSMessage or one event in federation JSON and
