@@ -429,6 +429,16 @@ func TestScriptCommands(t *testing.T) {
 	if r := mlschat(t, dir, "rooms"); r.code != 2 || !strings.Contains(r.stderr, "which account? give --as NAME (one of dan, fred)") {
 		t.Fatalf("rooms without --as: %+v", r)
 	}
+	// A successor room for Ops' members: erin's devices are invited.
+	out = ok(t, dir, "--as", "dan", "successor", "Ops")
+	sm := regexp.MustCompile(`started (!\S+) for the members of ` + regexp.QuoteMeta(room)).FindStringSubmatch(out)
+	if sm == nil {
+		t.Fatalf("successor: %q", out)
+	}
+	if out := ok(t, dir, "--data", "erin-home", "sync"); !strings.Contains(out, "* @dan:a.test invited you; join with: mlschat join "+sm[1]) {
+		t.Fatalf("erin's sync after the successor: %q", out)
+	}
+
 	// m.direct: each device is checked by its signature key.
 	direct := strings.TrimSpace(ok(t, dir, "--as", "dan", "create", "-q", "--verification", "m.direct"))
 	if r := mlschat(t, dir, "--as", "dan", "invite", direct, "fred"); r.code != 1 || !strings.Contains(r.stderr, "requires m.direct and it has not been verified directly") {

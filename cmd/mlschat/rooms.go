@@ -488,6 +488,9 @@ func cmdSuccessor(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := a.c.Sync(e.ctx, 0); err != nil {
+		return err
+	}
 	st, err := a.c.Status(id)
 	if err != nil {
 		return err
