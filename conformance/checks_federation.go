@@ -32,6 +32,7 @@ func FederationChecks() []Check {
 	}
 	out = append(out, hostileChecks()...)
 	out = append(out, AuthRuleChecks()...)
+	out = append(out, StateResChecks()...)
 	return out
 }
 

@@ -32,6 +32,9 @@ func TestConformance(t *testing.T) {
 	for reason, n := range reasons {
 		report.Notes = append(report.Notes, fmt.Sprintf("federation/authrules: %d cases of the table left out: %s", n, reason))
 	}
+	for _, l := range conformance.StateResScenariosLeftOut() {
+		report.Notes = append(report.Notes, fmt.Sprintf("federation/stateres: scenario %s left out: %s", l.Name, l.Reason))
+	}
 	sort.Strings(report.Notes)
 	if err := report.WriteSummary(os.Stdout, target); err != nil {
 		t.Error(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/mlsmode/mlsmode/roomversion"
+	"github.com/mlsmode/mlsmode/stateres/stateresttest"
 )
 
 // SuiteKeyID is the key ID of the suite's signing keys.
@@ -40,7 +41,10 @@ type SuiteServer struct {
 	CertFile string
 
 	seeds map[string][]byte
-	srv   *http.Server
+	// genSeed is the Seed of the stateresttest rooms the suite plays: its
+	// names also publish the keys those rooms' events are signed with.
+	genSeed string
+	srv     *http.Server
 
 	mu       sync.Mutex
 	events   map[string]json.RawMessage
@@ -59,6 +63,11 @@ func StartSuiteServer(listen, tlsDir string) (*SuiteServer, error) {
 		}
 		s.seeds[n] = seed
 	}
+	gs := make([]byte, 16)
+	if _, err := rand.Read(gs); err != nil {
+		return nil, err
+	}
+	s.genSeed = fmt.Sprintf("conformance %x", gs)
 	certFile, keyFile, err := selfSignedCert(tlsDir, "suite", s.Names...)
 	if err != nil {
 		return nil, fmt.Errorf("conformance: the suite's certificate: %w", err)
@@ -81,6 +90,15 @@ func StartSuiteServer(listen, tlsDir string) (*SuiteServer, error) {
 
 // Close stops the listener.
 func (s *SuiteServer) Close() error { return s.srv.Close() }
+
+// GenParams are the stateresttest parameters of the rooms the suite
+// plays (the caller sets Servers and RoomID): its Seed derives the keys
+// the suite's names publish under stateresttest.KeyID.
+func (s *SuiteServer) GenParams() stateresttest.Params {
+	p := stateresttest.DefaultParams()
+	p.Seed = s.genSeed
+	return p
+}
 
 // Seed returns the ed25519 seed of name's signing key.
 func (s *SuiteServer) Seed(name string) []byte { return s.seeds[name] }
@@ -203,19 +221,27 @@ func (s *SuiteServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// serverKey answers GET /_matrix/key/v2/server for name: its own key
+// and the key of its stateresttest rooms, the answer signed by both.
 func (s *SuiteServer) serverKey(w http.ResponseWriter, name string) {
-	key := s.Key(name)
+	keys := map[gomatrixserverlib.KeyID]ed25519.PrivateKey{
+		SuiteKeyID:          s.Key(name),
+		stateresttest.KeyID: ed25519.NewKeyFromSeed(s.GenParams().SigningSeed(name)),
+	}
 	fields := gomatrixserverlib.ServerKeyFields{
-		ServerName: spec.ServerName(name),
-		VerifyKeys: map[gomatrixserverlib.KeyID]gomatrixserverlib.VerifyKey{
-			SuiteKeyID: {Key: spec.Base64Bytes(key.Public().(ed25519.PublicKey))},
-		},
+		ServerName:    spec.ServerName(name),
+		VerifyKeys:    map[gomatrixserverlib.KeyID]gomatrixserverlib.VerifyKey{},
 		ValidUntilTS:  spec.AsTimestamp(time.Now().Add(24 * time.Hour)),
 		OldVerifyKeys: map[gomatrixserverlib.KeyID]gomatrixserverlib.OldVerifyKey{},
 	}
+	for id, k := range keys {
+		fields.VerifyKeys[id] = gomatrixserverlib.VerifyKey{Key: spec.Base64Bytes(k.Public().(ed25519.PublicKey))}
+	}
 	b, err := json.Marshal(fields)
-	if err == nil {
-		b, err = gomatrixserverlib.SignJSON(name, SuiteKeyID, key, b)
+	for id, k := range keys {
+		if err == nil {
+			b, err = gomatrixserverlib.SignJSON(name, id, k, b)
+		}
 	}
 	if err != nil {
 		writeJSON(w, 500, map[string]string{"errcode": "M_UNKNOWN", "error": err.Error()})
