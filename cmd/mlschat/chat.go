@@ -144,7 +144,13 @@ func cmdChat(e *env, args []string) error {
 		if !ok {
 			return nil
 		}
-		quit, err := a.chatLine(work, out, id, line)
+		// A command stops when the session is interrupted (a pending
+		// commit can wait for minutes, holding the client).
+		quit, err := a.chatLine(e.ctx, out, id, line)
+		if err != nil && e.ctx.Err() != nil {
+			fmt.Fprintf(out, "* interrupted (%s); a change already sent may still be applied\n", explain(err))
+			return nil
+		}
 		if err != nil {
 			fmt.Fprintf(out, "* %s\n", explain(err))
 		}
@@ -204,11 +210,17 @@ func (a *account) chatLine(ctx context.Context, out io.Writer, id, line string) 
 			return false, err
 		}
 		if cmd == "invite" {
+			if n := a.commitNotice(id); n != "" {
+				fmt.Fprintf(out, "* %s\n", n)
+			}
 			if err := a.c.Invite(ctx, id, user); err != nil {
 				return false, err
 			}
 			fmt.Fprintf(out, "* added %s's devices and invited them; they join with: mlschat join %s\n", user, id)
 		} else {
+			if n := a.commitNotice(id); n != "" {
+				fmt.Fprintf(out, "* %s\n", n)
+			}
 			if err := a.c.Remove(ctx, id, user); err != nil {
 				return false, err
 			}
@@ -217,6 +229,9 @@ func (a *account) chatLine(ctx context.Context, out io.Writer, id, line string) 
 	case "name", "topic":
 		if err := need("some text"); err != nil {
 			return false, err
+		}
+		if n := a.commitNotice(id); n != "" {
+			fmt.Fprintf(out, "* %s\n", n)
 		}
 		if err := a.c.SetState(ctx, id, "m.room."+cmd, "", map[string]string{cmd: arg}); err != nil {
 			return false, err

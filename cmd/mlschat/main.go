@@ -157,9 +157,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "mlschat %s: %s\n(mlschat help lists the commands)\n", name, ue.msg)
 		return exitUsage
+	case ctx.Err() != nil:
+		fmt.Fprintf(stderr, "mlschat %s: interrupted (%s); a change already sent may still be applied: mlschat show ROOM tells\n", name, explain(err))
+		return exitFailure
 	default:
 		fmt.Fprintf(stderr, "mlschat %s: %s\n", name, explain(err))
 		return exitFailure
+	}
+}
+
+// notice prints a line about what a command is doing on stderr.
+func (e *env) notice(s string) {
+	if s != "" {
+		fmt.Fprintf(e.stderr, "mlschat: %s\n", s)
 	}
 }
 

@@ -91,8 +91,15 @@ type session struct {
 
 func startChat(t *testing.T, dir, name string, args ...string) *session {
 	t.Helper()
+	return startProc(t, dir, name, append([]string{"--as", name, "chat", "--poll", "200ms"}, args...)...)
+}
+
+// startProc starts mlschat ARGS with stdin and output (stdout and stderr
+// together) connected to the test.
+func startProc(t *testing.T, dir, name string, args ...string) *session {
+	t.Helper()
 	s := &session{t: t, name: name, done: make(chan struct{})}
-	s.cmd = mlschatCmd(t, dir, append([]string{"--as", name, "chat", "--poll", "200ms"}, args...)...)
+	s.cmd = mlschatCmd(t, dir, args...)
 	var err error
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -459,5 +466,45 @@ func TestScriptCommands(t *testing.T) {
 	r = mlschat(t, dir, "--as", "dan", "join", "--timeout", "1s", "!nowhere:a.test")
 	if r.code != 1 || !strings.Contains(r.stderr, "no invite with its Welcome for !nowhere:a.test arrived within 1s") {
 		t.Fatalf("join without an invite: %+v", r)
+	}
+}
+
+// TestPendingCommit shows a pending commit in words: alice's server is
+// second in powers, so her rename goes as a pending commit that waits for
+// b.test's window; she stops waiting with Ctrl-C, and show tells where
+// the change is.
+func TestPendingCommit(t *testing.T) {
+	url := newServer(t, "a.test")
+	dir := t.TempDir()
+	ok(t, dir, "register", "--server", url, "--password", "pw-alice", "alice")
+	room := strings.TrimSpace(ok(t, dir, "--as", "alice", "create", "-q", "--name", "Far",
+		"--powers", "b.test,a.test", "--servers", "a.test,b.test", "--can-propose", "a.test"))
+	p := startProc(t, dir, "alice", "--as", "alice", "name", room, "Far away")
+	p.waitFor("your server a.test is not the first of the servers that order this room's changes (b.test, then a.test): the change goes as a pending commit for them to apply, which can take up to 11m0s")
+	// The pending commit is sent within milliseconds; the wait is for
+	// a.test's window, five minutes away.
+	time.Sleep(3 * time.Second)
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("name did not stop at Ctrl-C:\n%s", p.all())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(p.all(), "mlschat name: interrupted") {
+		t.Fatalf("interrupted name: exit %d\n%s", code, p.all())
+	}
+	out := ok(t, dir, "--as", "alice", "show", room)
+	if !strings.Contains(out, "! your pending change is waiting for b.test, then a.test to apply it (gives up at ") ||
+		!strings.Contains(out, `Room "Far"`) {
+		t.Fatalf("show with a pending commit:\n%s", out)
+	}
+	var v roomView
+	if err := json.Unmarshal([]byte(ok(t, dir, "--as", "alice", "show", "--json", room)), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Pending == nil || !v.Pending.Pending || !strings.HasPrefix(v.Pending.EventID, "$") || v.Pending.Expires.Sub(v.Pending.SentAt) != 11*time.Minute {
+		t.Fatalf("show --json pending_commit: %+v", v.Pending)
 	}
 }

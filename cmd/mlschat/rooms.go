@@ -238,6 +238,7 @@ func cmdInvite(e *env, args []string) error {
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
+	e.notice(a.commitNotice(id))
 	if err := a.c.Invite(e.ctx, id, user); err != nil {
 		return err
 	}
@@ -349,6 +350,7 @@ func setStringState(e *env, field, typ string, args []string) error {
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
+	e.notice(a.commitNotice(id))
 	if err := a.c.SetState(e.ctx, id, typ, "", map[string]string{field: text}); err != nil {
 		return err
 	}
@@ -385,6 +387,7 @@ func cmdState(e *env, args []string) error {
 		if _, isObj := content.(map[string]any); content != nil && !isObj {
 			return usagef("JSON: an event's content is an object (or null to delete it)")
 		}
+		e.notice(a.commitNotice(id))
 		if err := a.c.SetState(e.ctx, id, rest[1], rest[2], content); err != nil {
 			return err
 		}
@@ -442,6 +445,7 @@ func cmdRemove(e *env, args []string) error {
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
+	e.notice(a.commitNotice(id))
 	if err := a.c.Remove(e.ctx, id, user); err != nil {
 		return err
 	}

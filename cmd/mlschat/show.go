@@ -480,3 +480,17 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// commitNotice warns, before a change to the group, when this device's
+// server is not the room's first power: the commit then goes as a
+// pending commit that the powers apply in their windows (5 minutes
+// apart), and the command waits for it.
+func (a *account) commitNotice(id string) string {
+	st, err := a.c.Status(id)
+	if err != nil || len(st.Powers) == 0 || st.Powers[0] == a.c.ServerName() {
+		return ""
+	}
+	wait := time.Duration(len(st.Powers))*5*time.Minute + time.Minute
+	return fmt.Sprintf("your server %s is not the first of the servers that order this room's changes (%s): the change goes as a pending commit for them to apply, which can take up to %s; Ctrl-C stops waiting (the change may still be applied: mlschat show %s tells)",
+		a.c.ServerName(), strings.Join(st.Powers, ", then "), wait, id)
+}
