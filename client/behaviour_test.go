@@ -249,6 +249,15 @@ func TestLeaveIsCommittedByAMember(t *testing.T) {
 	if st, _ := bob.Status(roomID); len(st.Undecryptable) != 0 || st.Waiting != 0 {
 		t.Fatalf("bob after carol left: %+v", st)
 	}
+	// Bob updates his keys: a commit with only a path, a new epoch.
+	before, _ := bob.Status(roomID)
+	if err := bob.UpdateKeys(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := bob.Status(roomID); after.Epoch != before.Epoch+1 || len(after.Members) != 2 {
+		t.Fatalf("bob after updating his keys: %+v (before epoch %d)", after, before.Epoch)
+	}
+	syncUntil(t, alice, "following bob's key update", func() bool { s, _ := alice.Status(roomID); return s.Epoch == before.Epoch+1 })
 	if _, err := alice.Send(ctx, roomID, "just us"); err != nil {
 		t.Fatal(err)
 	}

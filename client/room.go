@@ -743,6 +743,19 @@ func (c *Client) commitProposals(ctx context.Context, r *room) error {
 	return c.commitAndWait(ctx, r, fixed(nil, nil), nil)
 }
 
+// UpdateKeys commits no proposals, only a fresh path: this device's leaf
+// and the secrets above it get new keys (post-compromise security), and
+// the room moves to a new epoch.
+func (c *Client) UpdateKeys(ctx context.Context, roomID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, err := c.joinedRoom(roomID)
+	if err != nil {
+		return err
+	}
+	return c.commitAndWait(ctx, r, fixed(nil, nil), nil)
+}
+
 // SetFederation commits a new federation map for the room (powers,
 // servers, can_propose), keeping its security settings. The servers must
 // include every power and every proposer (the auth rules refuse it
