@@ -142,6 +142,9 @@ func (a *account) pendingWords(st client.RoomStatus) string {
 	if !p.Pending {
 		return fmt.Sprintf("your change (sent %s) is waiting to come back from the server", clock(p.SentAt))
 	}
+	if !p.Expires.IsZero() && time.Now().After(p.Expires) {
+		return fmt.Sprintf("your pending change was not applied by %s, when the room's ordering servers' windows ended: it is most likely lost (it still counts if it is applied after all)", clock(p.Expires))
+	}
 	powers := "the room's ordering servers"
 	if len(st.Powers) > 0 {
 		powers = strings.Join(st.Powers, ", then ")

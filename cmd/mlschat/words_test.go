@@ -14,7 +14,7 @@ import (
 // lost commits.
 func TestStatusWords(t *testing.T) {
 	a := &account{}
-	expires := time.Date(2026, 11, 23, 12, 30, 0, 0, time.Local)
+	expires := time.Now().Add(10 * time.Minute).Truncate(time.Second)
 	st := client.RoomStatus{
 		RoomID: "!r:a.test", Membership: "join", Powers: []string{"a.test", "b.test"},
 		Pending: &client.PendingCommit{EventID: "$c", Pending: true, SentAt: expires.Add(-11 * time.Minute), Expires: expires},
@@ -31,7 +31,7 @@ func TestStatusWords(t *testing.T) {
 	got := strings.Join(a.statusWords(st), "\n")
 	for _, want := range []string{
 		"this room is broken: the change $bad accepted from b.test cannot be followed (the accepted commit cannot be processed); start a new room for the same people with: mlschat successor !r:a.test",
-		"your pending change is waiting for a.test, then b.test to apply it (gives up at 12:30:00)",
+		"your pending change is waiting for a.test, then b.test to apply it (gives up at " + clock(expires) + ")",
 		"you cannot read 2 messages: sent on a fork that lost (lost_fork)",
 		"you cannot read 1 message: sent in an epoch whose keys this device no longer keeps (epoch_gone)",
 		"3 messages are for a later epoch",
@@ -51,11 +51,16 @@ func TestStatusWords(t *testing.T) {
 	got = strings.Join(a.statusWords(st), "\n")
 	for _, want := range []string{
 		"you need to be invited again: commit $c from b.test won at epoch 4",
-		"your change (sent 12:30:00) is waiting to come back from the server",
+		"your change (sent " + clock(expires) + ") is waiting to come back from the server",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("status words lack %q:\n%s", want, got)
 		}
+	}
+	past := time.Now().Add(-time.Minute)
+	st = client.RoomStatus{Membership: "join", Pending: &client.PendingCommit{EventID: "$p", Pending: true, SentAt: past.Add(-11 * time.Minute), Expires: past}}
+	if got := strings.Join(a.statusWords(st), "\n"); !strings.Contains(got, "your pending change was not applied by "+clock(past)+", when the room's ordering servers' windows ended: it is most likely lost") {
+		t.Errorf("words of an expired pending commit: %q", got)
 	}
 	st = client.RoomStatus{RoomID: "!r:a.test", Membership: "invite", Inviter: "@alice:a.test"}
 	if got := a.statusWords(st); len(got) != 1 || got[0] != "you are invited by @alice:a.test; join with: mlschat join !r:a.test" {
