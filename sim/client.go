@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mlsmode/mlsmode/mls"
@@ -15,22 +16,32 @@ type client struct {
 	w       *World
 	idx     int
 	srv     *server
-	joined  bool // has a usable MLS state
+	real    *realClient // "mls" mode only
+	joined  bool        // has a usable MLS state
 	removed bool
 	stuck   bool // lost its state: needs a new Welcome
 	at      int  // model commit its state is at; -1 none
 	atID    string
 	kept    []kept
-	history map[int]bool // model commits whose epoch keys it holds
-	staged  int          // its own commit, sent and not yet resolved; -1 none
+	history map[int]bool // model commits whose epoch keys it ever held
+	// recent are the model commits whose epochs' keys it holds now: the
+	// current one and the epochHistory before it on its group's path.
+	recent []int
+	staged int // its own commit, sent and not yet resolved; -1 none
 	// neededWelcome counts the times it lost its state.
 	neededWelcome int
 }
 
 type kept struct {
-	ct    int
-	since time.Time // when the client left that commit
+	ct     int
+	since  time.Time // when the client left that commit
+	state  []byte    // the MLS state ("mls" mode)
+	recent []int     // recent at that commit
 }
+
+// epochHistory is how many past epochs' keys a client keeps for late
+// messages (the mls package's default, which the mls mode uses).
+const epochHistory = mls.DefaultEpochHistory
 
 // ready reports whether the client can send.
 func (c *client) ready() bool { return c.joined && !c.stuck }
@@ -41,11 +52,18 @@ func (c *client) propose(ch change, kind string) error {
 	s, w := c.srv, c.w
 	cur := s.current()
 	ct := w.newCommit(c.at, ch)
-	msg, err := w.mlsMessage(cur.Epoch()+1, mls.ContentTypeCommit, w.fedAD)
+	var msg []byte
+	var err error
+	if w.real {
+		msg, err = w.realCommit(c, w.realProposals(c, ch))
+	} else {
+		msg, err = w.mlsMessage(cur.Epoch()+1, mls.ContentTypeCommit, w.fedAD)
+	}
 	if err != nil {
 		return err
 	}
 	w.cts[string(msg)] = ct
+	w.takeWelcome(ct)
 	typ, sk, k := w.version.PendingCommitType(), (*string)(nil), "pending"
 	if w.powers[0] == s.name {
 		typ, sk, k = w.version.CommitType(), new(string), "commit"
@@ -89,7 +107,14 @@ func (c *client) onCommit(ev *rvEvent, ct int) {
 				continue
 			}
 			if w.now.Sub(k.since) <= w.window {
+				if w.real {
+					if err := c.realRollback(k.state); err != nil {
+						w.fail(err)
+						return
+					}
+				}
 				c.kept = c.kept[:i]
+				c.recent = k.recent
 				c.at, c.joined, c.removed = k.ct, true, false
 				w.stats.rollbacks++
 				c.merge(ev, ct)
@@ -107,6 +132,9 @@ func (c *client) onCommit(ev *rvEvent, ct int) {
 	// room: it needs a new Welcome.
 	if !c.stuck && (c.joined || c.removed) && mc.has(c.idx) {
 		c.stuck, c.joined, c.removed = true, false, false
+		if c.real != nil {
+			c.real.group, c.real.staged = nil, nil
+		}
 		c.kept = nil
 		c.neededWelcome++
 		w.stats.welcomesNeeded++
@@ -116,23 +144,42 @@ func (c *client) onCommit(ev *rvEvent, ct int) {
 
 // join takes the state a Welcome gives at commit ct.
 func (c *client) join(ev *rvEvent, ct int) {
+	if c.real != nil {
+		if err := c.realJoin(ev, ct); err != nil {
+			c.w.fail(err)
+			return
+		}
+	}
 	if c.stuck {
 		c.w.stats.rewelcomed++
 	}
 	c.joined, c.stuck, c.removed = true, false, false
 	c.at, c.atID, c.kept = ct, ev.EventID(), nil
 	c.history[ct] = true
+	c.recent = []int{ct}
 	c.dropStaged()
 }
 
 // merge applies commit ct on the client's state.
 func (c *client) merge(ev *rvEvent, ct int) {
 	w := c.w
+	var state []byte
+	if c.real != nil {
+		var err error
+		if state, err = c.realMerge(ev, ct, w.window > 0); err != nil {
+			w.fail(err)
+			return
+		}
+	}
 	if w.window > 0 {
-		c.kept = append(c.kept, kept{ct: c.at, since: w.now})
+		c.kept = append(c.kept, kept{ct: c.at, since: w.now, state: state, recent: slices.Clone(c.recent)})
 	}
 	c.at, c.atID = ct, ev.EventID()
 	c.history[ct] = true
+	c.recent = append(c.recent, ct)
+	if len(c.recent) > epochHistory+1 {
+		c.recent = slices.Delete(c.recent, 0, len(c.recent)-epochHistory-1)
+	}
 	i := 0
 	for i < len(c.kept) && w.now.Sub(c.kept[i].since) > w.window {
 		i++

@@ -89,8 +89,11 @@ type Config struct {
 	// (set both rates to 0 for a fully scripted run).
 	Actions []Action `json:"actions,omitempty"`
 	// Mode is "model" (the default; MLS epochs and keys are modelled, MLS
-	// messages carry a valid header and random bytes). It is the only mode
-	// this package runs.
+	// messages carry a valid header and random bytes) or "mls" (every
+	// client is a real MLS group member: commits, Welcomes, rollbacks to
+	// kept states and decryption are real; at most MaxMLSClients clients).
+	// Both draw the same workload from the seed; event IDs differ, since
+	// real MLS messages hash fresh randomness.
 	Mode string `json:"mode,omitempty"`
 }
 
@@ -227,8 +230,12 @@ func (c *Config) Validate() error {
 	}
 	switch c.Mode {
 	case "", "model":
+	case "mls":
+		if c.Servers*c.ClientsPerServer > MaxMLSClients {
+			return bad("mode", "mls mode runs at most %d clients, not %d", MaxMLSClients, c.Servers*c.ClientsPerServer)
+		}
 	default:
-		return bad("mode", "%q, want model", c.Mode)
+		return bad("mode", "%q, want model or mls", truncate(c.Mode, 20))
 	}
 	if c.SecurityWindow < 0 {
 		return bad("security_window", "negative")

@@ -23,6 +23,11 @@ const (
 	// security.window did not reach back to the fork, so it lost the room
 	// until a new Welcome; the message is in an epoch it has no keys for.
 	ReasonOutsideWindow = "outside_window"
+	// ReasonLate: the member held the keys of the message's epoch but had
+	// dropped them (clients keep the last 4 past epochs' keys, as the mls
+	// package does) when the message reached it, typically after a
+	// partition healed.
+	ReasonLate = "late"
 	// ReasonNoKeys: any other epoch the member holds no keys for (it never
 	// received the commit).
 	ReasonNoKeys = "no_keys"
@@ -294,10 +299,10 @@ func (w *World) Report() (*Report, error) {
 
 	// Messages: who holds the keys of each message's epoch.
 	m := &r.Messages
-	m.ByReason = map[string]int{ReasonLostFork: 0, ReasonOutsideWindow: 0, ReasonNoKeys: 0}
-	m.Pairs = map[string]int{ReasonLostFork: 0, ReasonOutsideWindow: 0, ReasonNoKeys: 0}
+	m.ByReason = map[string]int{ReasonLostFork: 0, ReasonOutsideWindow: 0, ReasonLate: 0, ReasonNoKeys: 0}
+	m.Pairs = map[string]int{ReasonLostFork: 0, ReasonOutsideWindow: 0, ReasonLate: 0, ReasonNoKeys: 0}
 	m.Refused = w.stats.refusedEpoch
-	for _, msg := range w.msgs {
+	for mi, msg := range w.msgs {
 		m.Sent++
 		_, main := onChain[msg.ct]
 		if !main {
@@ -306,15 +311,20 @@ func (w *World) Report() (*Report, error) {
 		mc := w.commits[msg.ct]
 		reasons := map[string]bool{}
 		for i, c := range w.clients {
-			if i == msg.sender || !mc.has(i) || c.history[msg.ct] {
+			if i == msg.sender || !mc.has(i) {
+				continue
+			}
+			if w.isRead(mi, i) {
 				continue
 			}
 			why := ReasonNoKeys
 			switch {
 			case !main:
 				why = ReasonLostFork
-			case c.neededWelcome > 0:
+			case c.neededWelcome > 0 && !c.history[msg.ct]:
 				why = ReasonOutsideWindow
+			case c.history[msg.ct]:
+				why = ReasonLate
 			}
 			reasons[why] = true
 			m.Pairs[why]++

@@ -179,12 +179,22 @@ func (s *server) receive(ev *rvEvent, from *server) error {
 	if sf != nil {
 		s.softFailed[ev.EventID()] = sf.Case
 		w.stats.softFailed[sf.Case]++
+		if sf.Case == "c" && ev.Kind() == roomversion.EventEncrypted {
+			// Messages lost to a fork reach the clients, flagged.
+			for _, c := range s.clients {
+				c.onMessage(ev)
+			}
+		}
 		return nil
 	}
 	switch ev.Kind() {
 	case roomversion.EventPendingCommit:
 		if _, err := s.sched.Receive(w.ctx, ev, s.localNow()); err != nil {
 			return fmt.Errorf("sim: %s: queueing %s: %w", s.name, ev.EventID(), err)
+		}
+	case roomversion.EventEncrypted:
+		for _, c := range s.clients {
+			c.onMessage(ev)
 		}
 	case roomversion.EventCommit:
 		ct := w.ctOf(ev)
@@ -387,7 +397,16 @@ func (s *server) sendMessage() error {
 		w.stats.refusedEpoch++
 		return nil
 	}
-	msg, err := w.mlsMessage(commit.Epoch()+1, mls.ContentTypeApplication, nil)
+	var msg []byte
+	var err error
+	if w.real {
+		if c.real.group.Epoch() != commit.Epoch()+1 {
+			return fmt.Errorf("sim: client %d's MLS group is at epoch %d, its commit at %d", c.idx, c.real.group.Epoch(), commit.Epoch()+1)
+		}
+		msg, err = c.realEncrypt()
+	} else {
+		msg, err = w.mlsMessage(commit.Epoch()+1, mls.ContentTypeApplication, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -395,6 +414,7 @@ func (s *server) sendMessage() error {
 	if err != nil {
 		return err
 	}
+	w.msgIndex[ev.EventID()] = len(w.msgs)
 	w.msgs = append(w.msgs, &message{ev: ev, sender: c.idx, ct: c.at})
 	return s.accept(ev)
 }

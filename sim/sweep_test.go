@@ -93,7 +93,8 @@ func TestParseConfig(t *testing.T) {
 	for _, in := range []string{
 		`{"servers": 3, "clients_per_server": 1, "powers": 2, "duration": "1h", "network": {"clock_skew": {"3": "30s"}}}`,
 		`{"servers": 3, "clients_per_server": 1, "powers": 2, "duration": "1h", "actions": [{"at": "2h", "server": 0, "kind": "message"}]}`,
-		`{"servers": 3, "clients_per_server": 1, "powers": 2, "duration": "1h", "mode": "mls"}`,
+		`{"servers": 3, "clients_per_server": 1, "powers": 2, "duration": "1h", "mode": "mlx"}`,
+		`{"servers": 3, "clients_per_server": 11, "powers": 2, "duration": "1h", "mode": "mls"}`,
 		`{"servers": 3, "clients_per_server": 1, "powers": 2, "duration": "1h", "network": {"partitions": [{"at": "1m", "length": "1m", "side": [0, 1, 2]}]}}`,
 	} {
 		if _, err := ParseConfig([]byte(in)); err == nil {

@@ -149,6 +149,13 @@ type World struct {
 	appliedAt map[string]time.Time // commit event -> when its queue applied it
 	winIndex  map[string]int       // commit event -> power index whose window it was applied in
 
+	// the "mls" mode
+	real           bool
+	welcomes       map[int]*mls.MLSMessage // model commit -> its Welcome
+	pendingWelcome *mls.MLSMessage
+	msgIndex       map[string]int // message event -> index in msgs
+	readBits       [][]uint64     // per message, the clients that decrypted it
+
 	stats    counters
 	checkDue string
 	settled  time.Time // when the last convergence check ran
@@ -182,6 +189,8 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 		roomID: "!sim:" + ServerName(0), window: min(cfg.SecurityWindow.D(), maxWindow), activePart: -1,
 		cts: map[string]int{}, appliedAt: map[string]time.Time{}, winIndex: map[string]int{}}
 	w.stats.softFailed = map[string]int{}
+	w.real = cfg.Mode == "mls"
+	w.welcomes, w.msgIndex = map[int]*mls.MLSMessage{}, map[string]int{}
 	n := cfg.Servers
 	var all []string
 	for i := range n {
@@ -227,6 +236,13 @@ func New(ctx context.Context, cfg Config) (*World, error) {
 			c := &client{w: w, idx: len(w.clients), srv: s, at: -1, staged: -1, history: map[int]bool{}}
 			w.clients = append(w.clients, c)
 			s.clients = append(s.clients, c)
+		}
+	}
+	if w.real {
+		for _, c := range w.clients {
+			if err := w.newRealClient(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	nt := cfg.Network
@@ -441,11 +457,18 @@ func (w *World) setup() error {
 		return err
 	}
 	ct := w.newCommit(-1, change{add: -1, remove: -1, all: true})
-	msg, err := w.mlsMessage(0, mls.ContentTypeCommit, w.fedAD)
+	var msg []byte
+	if w.real {
+		msg, err = w.realCreate(w.clients[0])
+		w.clients[0].staged = ct
+	} else {
+		msg, err = w.mlsMessage(0, mls.ContentTypeCommit, w.fedAD)
+	}
 	if err != nil {
 		return err
 	}
 	w.cts[string(msg)] = ct
+	w.takeWelcome(ct)
 	w.proposals = append(w.proposals, &proposal{ct: ct, kind: "commit", client: 0, at: w.now})
 	c0, err := s0.submit(w.version.CommitType(), new(string), msg, "")
 	if err != nil {
@@ -657,7 +680,7 @@ func (w *World) rewelcome(c *client) error {
 	cands := append(slices.Clone(c.srv.clients), w.clients...)
 	for _, p := range cands {
 		s := p.srv
-		if p == c || !p.ready() || s.down > 0 || p.at != s.currentCt() || !w.mayCommit(s) {
+		if p == c || !p.ready() || p.staged >= 0 || s.down > 0 || p.at != s.currentCt() || !w.mayCommit(s) {
 			continue
 		}
 		if err := p.propose(change{add: c.idx, remove: -1}, "rewelcome"); err != nil {
@@ -667,6 +690,14 @@ func (w *World) rewelcome(c *client) error {
 	}
 	w.push(w.now.Add(10*time.Minute), kRewelcome, c.idx, 0, nil)
 	return nil
+}
+
+// takeWelcome files the Welcome of the commit just staged under ct.
+func (w *World) takeWelcome(ct int) {
+	if w.pendingWelcome != nil {
+		w.welcomes[ct] = w.pendingWelcome
+		w.pendingWelcome = nil
+	}
 }
 
 // mayCommit reports whether s's clients may commit (s is powers[0]) or
