@@ -388,6 +388,9 @@ func TestScriptCommands(t *testing.T) {
 	// The phone did not sync before erin joined: package client cannot
 	// join it from its Welcome now, and join says so instead of waiting
 	// for an invite that will not come.
+	if out := ok(t, dir, "--data", "erin-phone", "rooms"); !strings.Contains(out, room+": a Welcome arrived, but no invite for you") {
+		t.Fatalf("erin-phone's rooms: %q", out)
+	}
 	r = mlschat(t, dir, "--data", "erin-phone", "join", "--timeout", "1s", room)
 	if r.code != 1 || !strings.Contains(r.stderr, "the Welcome for "+room+" arrived, but your account had already joined") {
 		t.Fatalf("join of a device whose account joined first: %+v", r)

@@ -191,6 +191,8 @@ func cmdRooms(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "%s: invited by %s; join with: mlschat join %s\n", label, orSomeone(r.Inviter), r.RoomID)
 		case "leave":
 			fmt.Fprintf(e.stdout, "%s: you left\n", label)
+		case "":
+			fmt.Fprintf(e.stdout, "%s: a Welcome arrived, but no invite for you\n", label)
 		default:
 			fmt.Fprintf(e.stdout, "%s: %s, %s", label, plural(r.Members, "member device"), plural(r.Messages, "message"))
 			if r.Problem != "" {

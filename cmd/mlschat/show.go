@@ -168,6 +168,8 @@ func (a *account) statusWords(st client.RoomStatus) []string {
 		return w
 	case "leave":
 		return append(w, "you left this room")
+	case "":
+		return append(w, fmt.Sprintf("a Welcome for this room arrived, but no invite for you: mlschat join %s waits for it", st.RoomID))
 	}
 	if b := st.Broken; b != nil {
 		w = append(w, fmt.Sprintf("this room is broken: the change %s accepted from %s cannot be followed (%s); start a new room for the same people with: mlschat successor %s",

@@ -66,6 +66,9 @@ func TestStatusWords(t *testing.T) {
 	if got := a.statusWords(st); len(got) != 1 || got[0] != "you are invited by @alice:a.test; join with: mlschat join !r:a.test" {
 		t.Errorf("invite words: %q", got)
 	}
+	if got := a.statusWords(client.RoomStatus{RoomID: "!r:a.test"}); len(got) != 1 || got[0] != "a Welcome for this room arrived, but no invite for you: mlschat join !r:a.test waits for it" {
+		t.Errorf("words of a room known only by its Welcome: %q", got)
+	}
 	if got := a.statusWords(client.RoomStatus{Membership: "join"}); len(got) != 0 {
 		t.Errorf("a healthy room has words: %q", got)
 	}
