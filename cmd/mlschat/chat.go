@@ -37,7 +37,17 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 func cmdChat(e *env, args []string) error {
-	fs := e.flags("chat", "[--poll D] ROOM")
+	return chat(e, "chat", args)
+}
+
+// cmdWatch is a live view of a room: chat without input, until Ctrl-C.
+func cmdWatch(e *env, args []string) error {
+	return chat(e, "watch", args)
+}
+
+func chat(e *env, name string, args []string) error {
+	watch := name == "watch"
+	fs := e.flags(name, "[--poll D] ROOM")
 	poll := fs.Duration("poll", time.Second, "how long each sync waits for news (the client runs one call at a time: sends wait for the sync in flight)")
 	rest, err := parse(fs, args, 1, 1)
 	if err != nil {
@@ -71,7 +81,11 @@ func cmdChat(e *env, args []string) error {
 		return fmt.Errorf("you are not in %s (join it first)", id)
 	}
 	a.printView(out, v, 10)
-	fmt.Fprintln(out, "-- type a message and press Enter; /help lists the commands, /quit ends")
+	if watch {
+		fmt.Fprintln(out, "-- watching; Ctrl-C ends")
+	} else {
+		fmt.Fprintln(out, "-- type a message and press Enter; /help lists the commands, /quit ends")
+	}
 
 	snap := a.snap(id)
 	var snapMu sync.Mutex
@@ -120,6 +134,11 @@ func cmdChat(e *env, args []string) error {
 	}()
 
 	lines := make(chan string)
+	if watch {
+		<-e.ctx.Done()
+		fmt.Fprintln(out, "* bye")
+		return nil
+	}
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(e.stdin)

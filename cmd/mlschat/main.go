@@ -54,6 +54,7 @@ Rooms:
   show [--json] [--messages N] [--no-sync] ROOM   messages, members, state in words
   sync [--timeout D]                           fetch news once and print what is new
   chat ROOM                                    interactive: lines are sent, /help lists commands
+  watch ROOM                                   a live view of the room until Ctrl-C
   name ROOM TEXT / topic ROOM TEXT             change the room's name or topic
   state ROOM [TYPE KEY JSON]                   print the encrypted room state, or set one event
   remove ROOM USER                             remove every device of USER from the group
@@ -108,6 +109,7 @@ var commands = map[string]func(e *env, args []string) error{
 	"show":          cmdShow,
 	"sync":          cmdSync,
 	"chat":          cmdChat,
+	"watch":         cmdWatch,
 	"name":          cmdName,
 	"topic":         cmdTopic,
 	"state":         cmdState,

@@ -273,7 +273,20 @@ func TestTwoChatSessions(t *testing.T) {
 	if r := mlschat(t, dir, "--as", "alice", "show", "Plans"); r.code != 1 || !strings.Contains(r.stderr, "in use by another mlschat") {
 		t.Fatalf("show while alice chats: %+v", r)
 	}
+	// A live view of bob's: what arrives, until Ctrl-C. (It holds
+	// bob's account; it ends before bob's chat starts.)
+	watch := startProc(t, dir, "bob-watch", "--as", "bob", "watch", "--poll", "200ms", roomID)
+	watch.waitFor("-- watching; Ctrl-C ends")
 	alice.send("hello bob")
+	watch.waitFor("alice: hello bob")
+	if err := watch.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	watch.waitFor("* bye")
+	<-watch.done
+	if code := watch.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("watch exited %d after Ctrl-C:\n%s", code, watch.all())
+	}
 
 	bob := startChat(t, dir, "bob", roomID)
 	bob.waitFor(`Room "Plans"`)
