@@ -110,7 +110,10 @@ func newWorld(p Params) *world {
 	w.c1b = w.commitOn(w.B, w.c0, w.fm0)
 	w.c2b = w.commitOn(w.B, w.c1b, w.fm0)
 	w.c2e = g.commit(mlsOpts{origin: w.B, auth: []*roomversion.Event{w.create, w.c1}, prev: []*roomversion.Event{w.c1}, epoch: 2, content: w.c2.Ciphertext()})
-	nf := "!nofederate:" + w.A
+	nf := p.NoFederateRoomID
+	if nf == "" {
+		nf = "!nofederate:" + w.A
+	}
 	w.nfCreate = g.create(createOpts{roomID: nf, federate: false})
 	w.nfC0 = g.commit(mlsOpts{roomID: nf, origin: w.A, auth: []*roomversion.Event{w.nfCreate}, prev: []*roomversion.Event{w.nfCreate},
 		ad: fm([]string{w.A}, []string{w.A, w.B}, nil)})

@@ -43,6 +43,11 @@ type Params struct {
 	// RoomID is the room's ID; its domain (after the first ':') must be
 	// A.Name.
 	RoomID string
+	// NoFederateRoomID is the ID of the second room some cases use, one
+	// with m.federate false; "" means "!nofederate:" + A.Name. Its domain
+	// must be A.Name. (The conformance suite plays every case in a room of
+	// its own.)
+	NoFederateRoomID string
 	// A creates the room and is the most powerful server; B is the second
 	// server in powers; C takes part and may propose commits but not
 	// commit; D is never in the room's servers (unless a case adds it). The
@@ -106,6 +111,9 @@ func (p Params) check() error {
 	}
 	if _, d, _ := strings.Cut(p.RoomID, ":"); !strings.HasPrefix(p.RoomID, "!") || d != p.A.Name {
 		return fmt.Errorf("authrulestest: room ID %q must be !<opaque>:%s", p.RoomID, p.A.Name)
+	}
+	if _, d, _ := strings.Cut(p.NoFederateRoomID, ":"); p.NoFederateRoomID != "" && (!strings.HasPrefix(p.NoFederateRoomID, "!") || d != p.A.Name || p.NoFederateRoomID == p.RoomID) {
+		return fmt.Errorf("authrulestest: no-federate room ID %q must be !<opaque>:%s, not the room's", p.NoFederateRoomID, p.A.Name)
 	}
 	return nil
 }
