@@ -213,6 +213,7 @@ func runAuthCase(c *C, name string, role byte) {
 	_, _ = rand.Read(sutSeed)
 	p := authParams(roomID, role, c.Env.ServerName, sutSeed, c.Env.Suite.Seed)
 	p.MLSSeed = []byte(roomID)
+	p.NoFederateRoomID = fmt.Sprintf("!%snf%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)
 	var cs *authrulestest.Case
 	for _, x := range authrulestest.Cases(p) {
 		if x.Name == name {

@@ -6,10 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -55,20 +58,13 @@ type SuiteServer struct {
 // ("127.0.0.1:0" for any port) with its certificate in tlsDir (created
 // there if missing). Its signing keys are new for each run.
 func StartSuiteServer(listen, tlsDir string) (*SuiteServer, error) {
-	s := &SuiteServer{Names: []string{SuiteNameA, SuiteNameB, SuiteNameD}, seeds: map[string][]byte{}, events: map[string]json.RawMessage{}}
-	for _, n := range s.Names {
-		seed := make([]byte, ed25519.SeedSize)
-		if _, err := rand.Read(seed); err != nil {
-			return nil, err
-		}
-		s.seeds[n] = seed
+	s := &SuiteServer{Names: []string{SuiteNameA, SuiteNameB, SuiteNameD}, events: map[string]json.RawMessage{}}
+	keys, err := suiteKeys(tlsDir, s.Names)
+	if err != nil {
+		return nil, fmt.Errorf("conformance: the suite's signing keys: %w", err)
 	}
-	gs := make([]byte, 16)
-	if _, err := rand.Read(gs); err != nil {
-		return nil, err
-	}
-	s.genSeed = fmt.Sprintf("conformance %x", gs)
-	certFile, keyFile, err := selfSignedCert(tlsDir, "suite", s.Names...)
+	s.seeds, s.genSeed = keys.Seeds, keys.GenSeed
+	certFile, keyFile, err := SuiteCertificate(tlsDir)
 	if err != nil {
 		return nil, fmt.Errorf("conformance: the suite's certificate: %w", err)
 	}
@@ -86,6 +82,65 @@ func StartSuiteServer(listen, tlsDir string) (*SuiteServer, error) {
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	go func() { _ = s.srv.ServeTLS(ln, "", "") }()
 	return s, nil
+}
+
+// suiteKeyFile holds the suite's signing keys next to its certificate:
+// a server under test keeps the keys it fetched (under the same key IDs)
+// across runs, so runs against it must sign with the same keys.
+type suiteKeyFile struct {
+	Seeds   map[string][]byte `json:"seeds"`
+	GenSeed string            `json:"stateresttest_seed"`
+}
+
+// suiteKeys loads dir/suite-keys.json, or makes new keys and writes it.
+func suiteKeys(dir string, names []string) (suiteKeyFile, error) {
+	path := filepath.Join(dir, "suite-keys.json")
+	var k suiteKeyFile
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &k); err != nil {
+			return k, fmt.Errorf("%s: %w", path, err)
+		}
+		for _, n := range names {
+			if len(k.Seeds[n]) != ed25519.SeedSize {
+				return k, fmt.Errorf("%s: no seed of %d bytes for %s", path, ed25519.SeedSize, n)
+			}
+		}
+		if k.GenSeed == "" {
+			return k, fmt.Errorf("%s: no stateresttest_seed", path)
+		}
+		return k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return k, err
+	}
+	k.Seeds = map[string][]byte{}
+	for _, n := range names {
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return k, err
+		}
+		k.Seeds[n] = seed
+	}
+	gs := make([]byte, 16)
+	if _, err := rand.Read(gs); err != nil {
+		return k, err
+	}
+	k.GenSeed = fmt.Sprintf("conformance %x", gs)
+	b, err := json.Marshal(k)
+	if err != nil {
+		return k, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return k, err
+	}
+	return k, os.WriteFile(path, b, 0o600)
+}
+
+// SuiteCertificate returns the suite's TLS certificate and key files in
+// dir (suite-cert.pem, suite-key.pem), creating them if missing: a
+// self-signed CA certificate for the suite's names, 127.0.0.1 and ::1,
+// which the server under test is told to trust.
+func SuiteCertificate(dir string) (certFile, keyFile string, err error) {
+	return selfSignedCert(dir, "suite", SuiteNameA, SuiteNameB, SuiteNameD)
 }
 
 // Close stops the listener.
