@@ -216,3 +216,98 @@ func TestSuiteCatchesFederationRefusalsAnswered200(t *testing.T) {
 	}
 	expectVerdicts(t, bad, checks, failing...)
 }
+
+// jsonRewrite is a ModifyResponse that rewrites the JSON answers of
+// requests match accepts with edit.
+func jsonRewrite(match func(*http.Request) bool, edit func(v any) any) func(*http.Response) error {
+	return func(resp *http.Response) error {
+		if resp.StatusCode != 200 || !match(resp.Request) {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		var v any
+		if json.Unmarshal(b, &v) == nil {
+			if nb, err := json.Marshal(edit(v)); err == nil {
+				b = nb
+			}
+		}
+		rewriteBody(resp, 200, b)
+		return nil
+	}
+}
+
+// TestSuiteCatchesOtherSections: misbehaviour caught by the sections the
+// other tests leave alone. A proxy in front of the client API drops
+// m.mls.1 from the capabilities and the commit from GET /state; one in
+// front of the federation API names another server in the key answer,
+// adds sender to the PDUs of GET /event and refuses invites with 403.
+func TestSuiteCatchesOtherSections(t *testing.T) {
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{})
+	pathHas := func(s string) func(*http.Request) bool {
+		return func(r *http.Request) bool { return strings.Contains(r.URL.Path, s) }
+	}
+	client := env.WithClientURL(proxy(t, env.ClientURL, func(resp *http.Response) error {
+		switch {
+		case strings.HasSuffix(resp.Request.URL.Path, "/capabilities"):
+			return jsonRewrite(pathHas("/capabilities"), func(v any) any {
+				caps, _ := v.(map[string]any)["capabilities"].(map[string]any)
+				rv, _ := caps["m.room_versions"].(map[string]any)
+				avail, _ := rv["available"].(map[string]any)
+				delete(avail, "m.mls.1")
+				return v
+			})(resp)
+		case strings.HasSuffix(resp.Request.URL.Path, "/state") && resp.Request.Method == "GET":
+			return jsonRewrite(pathHas("/state"), func(v any) any {
+				l, _ := v.([]any)
+				var out []any
+				for _, e := range l {
+					if m, _ := e.(map[string]any); m["type"] != "m.mls.commit" {
+						out = append(out, e)
+					}
+				}
+				return out
+			})(resp)
+		}
+		return nil
+	}))
+
+	u, err := url.Parse(env.FederationURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = env.FedHTTP.Transport
+	rp.ModifyResponse = func(resp *http.Response) error {
+		p := resp.Request.URL.Path
+		switch {
+		case p == "/_matrix/key/v2/server":
+			return jsonRewrite(pathHas(p), func(v any) any { v.(map[string]any)["server_name"] = "other.example"; return v })(resp)
+		case strings.HasPrefix(p, "/_matrix/federation/v1/event/"):
+			return jsonRewrite(pathHas(p), func(v any) any {
+				pdus, _ := v.(map[string]any)["pdus"].([]any)
+				for _, pdu := range pdus {
+					pdu.(map[string]any)["sender"] = "@leaked:example.org"
+				}
+				return v
+			})(resp)
+		case strings.Contains(p, "/de.bwi.mls/invite/") && resp.StatusCode == 200:
+			_ = resp.Body.Close()
+			rewriteBody(resp, 403, []byte(`{"errcode":"M_FORBIDDEN","error":"no"}`))
+		}
+		return nil
+	}
+	srv := httptest.NewTLSServer(rp)
+	t.Cleanup(srv.Close)
+	fed := env.WithFederationURL(srv.URL, srv.Client())
+
+	all := conformance.All()
+	expectVerdicts(t, client, conformance.Select(all, "client/capabilities/mls-room-versions", "federation/stateres/power-transfer/in-order-made",
+		"federation/stateres/concurrent-commits/winner-first", "client/keys/upload-and-list"),
+		"client/capabilities/mls-room-versions", "federation/stateres/power-transfer/in-order-made", "federation/stateres/concurrent-commits/winner-first")
+	expectVerdicts(t, fed, conformance.Select(all, "federation/keys/server-key", "federation/events/create-event-format",
+		"federation/rooms/remote-invite-and-join", "federation/hostile/x-matrix-missing", "federation/keys/remote-key-claim"),
+		"federation/keys/server-key", "federation/events/create-event-format", "federation/rooms/remote-invite-and-join")
+}
