@@ -229,6 +229,9 @@ func (a *account) chatLine(ctx context.Context, out io.Writer, id, line string) 
 			return false, err
 		}
 		if cmd == "invite" {
+			if err := a.checkBeforeAdding(ctx, id); err != nil {
+				return false, err
+			}
 			if n := a.commitNotice(id); n != "" {
 				fmt.Fprintf(out, "* %s\n", n)
 			}

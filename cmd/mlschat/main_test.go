@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -477,6 +478,37 @@ func TestScriptCommands(t *testing.T) {
 	}
 	ok(t, dir, "--as", "dan", "verify-device", "fred", dm[1], dm[2])
 	ok(t, dir, "--as", "dan", "invite", direct, "fred")
+
+	// If the server shows dan other cross-signing keys than his own,
+	// mlschat adds no one to an m.cross room, and show trusts no one.
+	cfgPath := filepath.Join(dir, "mlschat-data", "dan", "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	realMaster := cfg.OwnMaster
+	cfg.OwnMaster = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	if err := writeConfig(filepath.Dir(cfgPath), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r := mlschat(t, dir, "--as", "dan", "show", "Ops"); r.code != 1 || !strings.Contains(r.stderr, `2 rooms are named "Ops": give the room ID`) {
+		t.Fatalf("show of an ambiguous name: %+v", r)
+	}
+	r = mlschat(t, dir, "--as", "dan", "invite", room, "fred")
+	if r.code != 1 || !strings.Contains(r.stderr, "not adding anyone to "+room+": the homeserver shows cross-signing keys for you that this device cannot vouch for (the server shows a master key for you ("+realMaster+") other than yours (AAAA") {
+		t.Fatalf("invite with dan's own keys not his: %+v", r)
+	}
+	if out := ok(t, dir, "--as", "dan", "show", room); !strings.Contains(out, "@erin:a.test  device "+laptop+"  not verified: the server shows a master key for you") {
+		t.Fatalf("show with dan's own keys not his:\n%s", out)
+	}
+	cfg.OwnMaster = realMaster
+	if err := writeConfig(filepath.Dir(cfgPath), cfg); err != nil {
+		t.Fatal(err)
+	}
 
 	// Join of a room without an invite gives up and says what to do.
 	r = mlschat(t, dir, "--as", "dan", "join", "--timeout", "1s", "!nowhere:a.test")

@@ -240,6 +240,9 @@ func cmdInvite(e *env, args []string) error {
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
+	if err := a.checkBeforeAdding(e.ctx, id); err != nil {
+		return err
+	}
 	e.notice(a.commitNotice(id))
 	if err := a.c.Invite(e.ctx, id, user); err != nil {
 		return err
@@ -499,6 +502,9 @@ func cmdSuccessor(e *env, args []string) error {
 	}
 	st, err := a.c.Status(id)
 	if err != nil {
+		return err
+	}
+	if err := a.checkBeforeAdding(e.ctx, id); err != nil {
 		return err
 	}
 	opts := client.RoomOptions{Name: *name, Topic: st.Topic}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/mlsmode/mlsmode/client"
 )
 
 func cmdFingerprint(e *env, args []string) error {
@@ -146,23 +147,52 @@ func (a *account) trust(ctx context.Context, users ...string) (*trust, error) {
 	return m[users[0]], nil
 }
 
+// anchor checks the user's own cross-signing keys in a /keys/query
+// answer: the master key must be the one recorded when this device was
+// set up, and the user-signing key must be signed by it. Every m.cross
+// verification rests on them.
+func (a *account) anchor(q *keysQuery) error {
+	me := a.c.UserID()
+	myMaster := q.MasterKeys[me]
+	pub, _, err := singleKey(myMaster)
+	switch {
+	case err != nil:
+		return fmt.Errorf("your own master key: %v", err)
+	case a.cfg.OwnMaster != "" && pub != a.cfg.OwnMaster:
+		return fmt.Errorf("the server shows a master key for you (%s) other than yours (%s)", pub, a.cfg.OwnMaster)
+	}
+	if err := signedBy(q.UserSigningKeys[me], me, myMaster); err != nil {
+		return fmt.Errorf("your user-signing key is not signed by your master key: %v", err)
+	}
+	return nil
+}
+
+// checkBeforeAdding refuses to add anyone to a room that requires m.cross
+// when the server's copy of this user's own cross-signing keys fails the
+// anchor: package client takes the user-signing key the server returns
+// for the user as it is, so a substituted one would vouch for anyone.
+func (a *account) checkBeforeAdding(ctx context.Context, roomID string) error {
+	st, err := a.c.Status(roomID)
+	if err != nil || st.RequiredVerification != client.VerifyCross {
+		return nil
+	}
+	q, err := a.queryKeys(ctx, a.c.UserID())
+	if err != nil {
+		return err
+	}
+	if err := a.anchor(q); err != nil {
+		return fmt.Errorf("not adding anyone to %s: the homeserver shows cross-signing keys for you that this device cannot vouch for (%v); nothing was changed", roomID, err)
+	}
+	return nil
+}
+
 func (a *account) trustAll(ctx context.Context, users ...string) (map[string]*trust, error) {
 	me := a.c.UserID()
 	q, err := a.queryKeys(ctx, append([]string{me}, users...)...)
 	if err != nil {
 		return nil, err
 	}
-	// The anchor: my master key as recorded, my user-signing key signed
-	// by it.
-	var anchorErr error
-	myMaster := q.MasterKeys[me]
-	if pub, _, err := singleKey(myMaster); err != nil {
-		anchorErr = fmt.Errorf("your own master key: %v", err)
-	} else if a.cfg.OwnMaster != "" && pub != a.cfg.OwnMaster {
-		anchorErr = fmt.Errorf("the server shows a master key for you (%s) other than yours (%s)", pub, a.cfg.OwnMaster)
-	} else if err := signedBy(q.UserSigningKeys[me], me, myMaster); err != nil {
-		anchorErr = fmt.Errorf("your user-signing key is not signed by your master key: %v", err)
-	}
+	anchorErr := a.anchor(q)
 	out := map[string]*trust{}
 	for _, u := range users {
 		t := &trust{devices: map[string]string{}}
