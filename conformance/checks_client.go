@@ -27,7 +27,11 @@ func expect(c *C, r testclient.Response, what string, status int, errcode, msg s
 		if errcode != "" {
 			want += " " + errcode
 		}
-		c.Fatalf("%s: got %d %s, want %s: %s", what, r.Status, r.Errcode(), want, clip(r.Raw))
+		got := fmt.Sprint(r.Status)
+		if r.Errcode() != "" {
+			got += " " + r.Errcode()
+		}
+		c.Fatalf("%s: got %s, want %s: %s", what, got, want, clip(r.Raw))
 	}
 	if msg != "" && !strings.Contains(r.Str("error"), msg) {
 		c.Fatalf("%s: error %q does not say %q", what, r.Str("error"), msg)
