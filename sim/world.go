@@ -320,6 +320,14 @@ func (w *World) push(at time.Time, kind, a, b int, ev *rvEvent) {
 	heap.Push(&w.queue, &item{at: at, seq: w.seq, kind: kind, a: a, b: b, ev: ev})
 }
 
+// pushAction schedules a random client action, unless it falls after the
+// clients stop.
+func (w *World) pushAction(at time.Time, kind, server int) {
+	if at.Before(w.end) {
+		w.push(at, kind, server, 0, nil)
+	}
+}
+
 // derive returns 32 bytes derived from the seed and labels.
 func (w *World) derive(labels ...string) []byte {
 	h := sha256.New()
@@ -483,10 +491,10 @@ func (w *World) setup() error {
 	}
 	for i := range w.servers {
 		if w.cfg.MessagesPerHour > 0 {
-			w.push(w.now.Add(warmup+w.expoMean(time.Duration(float64(time.Hour)/w.cfg.MessagesPerHour))), kMessage, i, 0, nil)
+			w.pushAction(w.now.Add(warmup+w.expoMean(time.Duration(float64(time.Hour)/w.cfg.MessagesPerHour))), kMessage, i)
 		}
 		if w.cfg.MembershipPerHour > 0 {
-			w.push(w.now.Add(warmup+w.expoMean(time.Duration(float64(time.Hour)/w.cfg.MembershipPerHour))), kMembership, i, 0, nil)
+			w.pushAction(w.now.Add(warmup+w.expoMean(time.Duration(float64(time.Hour)/w.cfg.MembershipPerHour))), kMembership, i)
 		}
 	}
 	return w.err
@@ -533,7 +541,7 @@ func (w *World) handle(it *item) {
 		if it.kind == kMembership {
 			rate = w.cfg.MembershipPerHour
 		}
-		w.push(w.now.Add(w.expoMean(time.Duration(float64(time.Hour)/rate))), it.kind, it.a, 0, nil)
+		w.pushAction(w.now.Add(w.expoMean(time.Duration(float64(time.Hour)/rate))), it.kind, it.a)
 	case kRewelcome:
 		if err := w.rewelcome(w.clients[it.a]); err != nil {
 			w.fail(err)

@@ -81,7 +81,8 @@ func draw(path string, m metric, a axis, results []sim.Result) error {
 	p.X.Label.Text = a.label
 	p.Y.Label.Text = m.label
 	p.Y.Min = 0
-	p.Legend.Top = true
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs = vg.Points(40)
 	var args []any
 	for _, l := range lines {
 		var xs []float64
