@@ -1,17 +1,21 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/mlsmode/mlsmode/internal/testclient"
 	"github.com/mlsmode/mlsmode/roomversion"
@@ -27,7 +31,7 @@ func FederationChecks() []Check {
 		fc("federation/keys", "server-key", "GET /_matrix/key/v2/server", func(c *C) { serverKey(c) }),
 		fc("federation/events", "create-event-format", "the create event over GET /_matrix/federation/v1/event: no sender or depth, content hash, signature, event ID = reference hash, SPEC-NOTES §2", checkCreateEventFormat),
 		fc("federation/rooms", "remote-invite-and-join", "PUT /_matrix/federation/unstable/de.bwi.mls/invite, POST /join, /send delivery to the joined user, SPEC-NOTES §7, §8, §12", checkRemoteInviteAndJoin),
-		fc("federation/rooms", "events-sent-to-servers", "events of a local room go to the servers in servers, SPEC-NOTES §8", checkEventsSent),
+		fc("federation/rooms", "events-sent-to-servers", "events of a local room go to the servers in servers over /send signed with X-Matrix, SPEC-NOTES §8", checkEventsSent),
 		fc("federation/keys", "remote-key-claim", "POST /_matrix/federation/v1/user/keys/claim, SPEC-NOTES §9, §12", checkRemoteKeyClaim),
 	}
 	out = append(out, hostileChecks()...)
@@ -178,6 +182,7 @@ func checkRemoteInviteAndJoin(c *C) {
 }
 
 func checkEventsSent(c *C) {
+	keys := serverKey(c)
 	u, roomID, _ := localRoomWithSuite(c)
 	id := u.SendMessage(roomID, "to the suite").Str("event_id")
 	if id == "" {
@@ -185,14 +190,61 @@ func checkEventsSent(c *C) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, pdu := range c.Env.Suite.Received() {
-			if roomversion.ReferenceIDOf(pdu) == id {
-				return
+		for _, txn := range c.Env.Suite.Received() {
+			for _, pdu := range txn.PDUs {
+				if roomversion.ReferenceIDOf(pdu) == id {
+					checkXMatrix(c, txn, keys)
+					return
+				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.Fatalf("the message %s of a room whose servers hold %s never came to it over /send", id, SuiteNameA)
+}
+
+// checkXMatrix verifies the X-Matrix signature of a transaction the
+// server under test sent, with its published keys (gomatrixserverlib's
+// verification, as receiving servers do).
+func checkXMatrix(c *C, txn ReceivedTxn, keys map[string]ed25519.PublicKey) {
+	req := httptest.NewRequest(txn.Method, txn.RequestURI, bytes.NewReader(txn.Body))
+	req.Host = txn.Host
+	for _, a := range txn.Authorization {
+		req.Header.Add("Authorization", a)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	local := func(n spec.ServerName) bool { return n == SuiteNameA || n == SuiteNameB || n == SuiteNameD }
+	fr, res := fclient.VerifyHTTPRequest(req, time.Now(), SuiteNameA, local, keyVerifier{server: c.Env.ServerName, keys: keys})
+	if fr == nil {
+		c.Errorf("PUT /send from the server to %s: X-Matrix does not verify with its published keys (%d %v); Authorization %q", txn.Host, res.Code, res.JSON, txn.Authorization)
+		return
+	}
+	if string(fr.Origin()) != c.Env.ServerName {
+		c.Errorf("PUT /send from the server: X-Matrix origin %q, want %q", fr.Origin(), c.Env.ServerName)
+	}
+}
+
+// keyVerifier verifies JSON signatures of one server with its keys.
+type keyVerifier struct {
+	server string
+	keys   map[string]ed25519.PublicKey
+}
+
+func (v keyVerifier) VerifyJSONs(_ context.Context, reqs []gomatrixserverlib.VerifyJSONRequest) ([]gomatrixserverlib.VerifyJSONResult, error) {
+	out := make([]gomatrixserverlib.VerifyJSONResult, len(reqs))
+	for i, r := range reqs {
+		out[i].Error = fmt.Errorf("no valid signature of %s", r.ServerName)
+		if string(r.ServerName) != v.server {
+			continue
+		}
+		for id, k := range v.keys {
+			if gomatrixserverlib.VerifyJSON(v.server, gomatrixserverlib.KeyID(id), k, r.Message) == nil {
+				out[i].Error = nil
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 func checkRemoteKeyClaim(c *C) {

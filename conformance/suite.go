@@ -51,7 +51,16 @@ type SuiteServer struct {
 
 	mu       sync.Mutex
 	events   map[string]json.RawMessage
-	received []json.RawMessage
+	received []ReceivedTxn
+}
+
+// ReceivedTxn is a /send transaction the server under test sent the
+// suite, as it came (the checks verify its X-Matrix signature).
+type ReceivedTxn struct {
+	Method, RequestURI, Host string
+	Authorization            []string
+	Body                     []byte
+	PDUs                     []json.RawMessage
 }
 
 // StartSuiteServer starts the suite's homeserver on listen
@@ -175,11 +184,12 @@ func (s *SuiteServer) Serve(events ...json.RawMessage) {
 	}
 }
 
-// Received returns the PDUs the server under test sent the suite.
-func (s *SuiteServer) Received() []json.RawMessage {
+// Received returns the transactions the server under test sent the
+// suite.
+func (s *SuiteServer) Received() []ReceivedTxn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]json.RawMessage(nil), s.received...)
+	return append([]ReceivedTxn(nil), s.received...)
 }
 
 // FedDo sends a request signed by from (one of the suite's names) to the
@@ -263,12 +273,14 @@ func (s *SuiteServer) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body)
 		writeJSON(w, 200, map[string]any{"events": s.missing(body.Earliest, body.Latest, body.Limit)})
 	case strings.HasPrefix(p, "/_matrix/federation/v1/send/"):
+		raw, _ := io.ReadAll(io.LimitReader(r.Body, 16<<20))
 		var body struct {
 			PDUs []json.RawMessage `json:"pdus"`
 		}
-		_ = json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(&body)
+		_ = json.Unmarshal(raw, &body)
 		s.mu.Lock()
-		s.received = append(s.received, body.PDUs...)
+		s.received = append(s.received, ReceivedTxn{Method: r.Method, RequestURI: r.URL.RequestURI(), Host: r.Host,
+			Authorization: r.Header.Values("Authorization"), Body: raw, PDUs: body.PDUs})
 		s.mu.Unlock()
 		writeJSON(w, 200, map[string]any{"pdus": map[string]any{}})
 	default:
