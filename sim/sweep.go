@@ -200,7 +200,7 @@ func RunSweep(ctx context.Context, s *Sweep, workers int, progress func(done, to
 var columns = []string{"powers", "security_window_s", "partitions", "partitions_per_day", "partition_mean_s", "seed",
 	"proposed", "applied", "lost_fork", "stale", "expired", "conflict_rate",
 	"accept_median_s", "accept_p95_s", "accept_max_s", "forks", "fork_max_len",
-	"messages", "undecryptable", "undecryptable_rate", "lost_fork_msgs", "outside_window_msgs",
+	"messages", "undecryptable", "undecryptable_rate", "lost_fork_msgs", "outside_window_msgs", "late_msgs",
 	"needed_welcome", "rollbacks", "convergence_checks", "convergence_failures"}
 
 func (r Result) row() []string {
@@ -212,7 +212,7 @@ func (r Result) row() []string {
 		i(int(p.Regime.MeanLength.D() / time.Second)), strconv.FormatInt(p.Seed, 10),
 		i(rep.Proposals.Proposed), i(rep.Proposals.Applied), i(rep.Proposals.LostFork), i(rep.Proposals.Stale), i(rep.Proposals.Expired), f(rep.ConflictRate),
 		s(rep.Acceptance.Median), s(rep.Acceptance.P95), s(rep.Acceptance.Max), i(rep.Forks.Count), i(rep.Forks.MaxLength),
-		i(rep.Messages.Sent), i(rep.Messages.Undecryptable), f(rep.Messages.Rate), i(rep.Messages.ByReason[ReasonLostFork]), i(rep.Messages.ByReason[ReasonOutsideWindow]),
+		i(rep.Messages.Sent), i(rep.Messages.Undecryptable), f(rep.Messages.Rate), i(rep.Messages.ByReason[ReasonLostFork]), i(rep.Messages.ByReason[ReasonOutsideWindow]), i(rep.Messages.ByReason[ReasonLate]),
 		i(rep.Clients.NeededWelcome), i(rep.Clients.Rollbacks), i(rep.Convergence.Checks), i(rep.Convergence.Failures)}
 }
 
