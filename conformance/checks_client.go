@@ -337,7 +337,7 @@ func keyChecks() []Check {
 			}
 		}})
 	}
-	out = append(out, Check{Section: "client/keys", Name: "upload-and-list", About: "POST /keys/upload, GET /keys/list, SPEC-NOTES §9", Run: func(c *C) {
+	out = append(out, Check{Section: "client/keys", Name: "upload-and-list", About: "POST /keys/upload, GET /keys/list, the counts in /sync, SPEC-NOTES §9", Run: func(c *C) {
 		u, dev := keyUser(c)
 		kps := []userapitest.KeyPackage{dev.NewKeyPackage(c, userapitest.KeyPackageOptions{}), dev.NewKeyPackage(c, userapitest.KeyPackageOptions{}), dev.NewKeyPackage(c, userapitest.KeyPackageOptions{})}
 		fb := dev.NewKeyPackage(c, userapitest.KeyPackageOptions{})
@@ -361,6 +361,17 @@ func keyChecks() []Check {
 		}
 		if fbs := keyIDs(l.Body, "fallback_keys"); !slices.Equal(fbs, []string{fb.KeyID}) {
 			c.Errorf("GET /keys/list: fallback_keys %v, want [%s]", fbs, fb.KeyID)
+		}
+		// /sync reports the counts per algorithm and the unused fallback
+		// (SPEC-NOTES §9, §11).
+		sync := u.Sync(0)
+		sc, _ := sync["device_one_time_keys_count"].(map[string]any)
+		if n, _ := sc[u.Alg].(float64); n != 3 {
+			c.Errorf("/sync: device_one_time_keys_count[%s] = %v, want 3", u.Alg, sc[u.Alg])
+		}
+		fbTypes, _ := sync["device_unused_fallback_key_types"].([]any)
+		if !slices.Contains(fbTypes, any(u.Alg)) {
+			c.Errorf("/sync: device_unused_fallback_key_types %v, want %s listed", fbTypes, u.Alg)
 		}
 	}})
 	out = append(out, Check{Section: "client/keys", Name: "claim-once-under-concurrency", About: "POST /keys/claim hands each key package out once, then the fallback, SPEC-NOTES §9", Run: func(c *C) {

@@ -33,6 +33,7 @@ func FederationChecks() []Check {
 		fc("federation/rooms", "remote-invite-and-join", "PUT /_matrix/federation/unstable/de.bwi.mls/invite, POST /join, /send delivery to the joined user, SPEC-NOTES §7, §8, §12", checkRemoteInviteAndJoin),
 		fc("federation/rooms", "events-sent-to-servers", "events of a local room go to the servers in servers over /send signed with X-Matrix, SPEC-NOTES §8", checkEventsSent),
 		fc("federation/keys", "remote-key-claim", "POST /_matrix/federation/v1/user/keys/claim, SPEC-NOTES §9, §12", checkRemoteKeyClaim),
+		fc("federation/keys", "remote-key-query", "POST /_matrix/federation/v1/user/keys/query, SPEC-NOTES §9, §12", checkRemoteKeyQuery),
 	}
 	out = append(out, hostileChecks()...)
 	out = append(out, AuthRuleChecks()...)
@@ -166,6 +167,32 @@ func checkCreateEventFormat(c *C) {
 func checkRemoteInviteAndJoin(c *C) {
 	room, c0, u := joinedSuiteRoom(c)
 	m := room.message(SuiteNameA, c0)
+	// After the join the room is in rooms.join with the create event and
+	// the current commit as its state (SPEC-NOTES §11).
+	var joined bool
+	for i := 0; i < 10 && !joined; i++ {
+		body := u.Sync(1000)
+		rooms, _ := body["rooms"].(map[string]any)
+		join, _ := rooms["join"].(map[string]any)
+		jr, ok := join[room.id].(map[string]any)
+		if !ok {
+			continue
+		}
+		joined = true
+		st, _ := jr["state"].(map[string]any)
+		evs, _ := st["events"].([]any)
+		ids := map[any]bool{}
+		for _, e := range evs {
+			ev, _ := e.(map[string]any)
+			ids[ev["event_id"]] = true
+		}
+		if !ids[room.create.EventID()] || !ids[c0.EventID()] {
+			c.Errorf("/sync rooms.join[%s].state: want the create event %s and the current commit %s: %v", room.id, room.create.EventID(), c0.EventID(), st)
+		}
+	}
+	if !joined {
+		c.Fatalf("/sync: the joined room %s never came under rooms.join", room.id)
+	}
 	status, body, res := sendPDUs(c, SuiteNameA, m.JSON())
 	if status != 200 || res[m.EventID()] != "" {
 		c.Fatalf("PUT /send of a message of the joined room: %d %s", status, clip(body))
@@ -280,6 +307,40 @@ func checkRemoteKeyClaim(c *C) {
 	first, second := claim(), claim()
 	if first == second {
 		c.Errorf("POST user/keys/claim: the same one-time key package %s handed out twice", first)
+	}
+}
+
+func checkRemoteKeyQuery(c *C) {
+	u := c.User("queried")
+	u.UploadKeys(1, false)
+	status, body, err := c.Env.FedDo(context.Background(), SuiteNameA, "POST", "/_matrix/federation/v1/user/keys/query",
+		map[string]any{"device_keys": map[string]any{u.UserID: []string{}}})
+	if err != nil {
+		c.Fatalf("POST user/keys/query: %v", err)
+	}
+	if status != 200 {
+		c.Fatalf("POST user/keys/query: %d %s", status, clip(body))
+	}
+	var out struct {
+		DeviceKeys map[string]map[string]struct {
+			UserID   string            `json:"user_id"`
+			DeviceID string            `json:"device_id"`
+			Keys     map[string]string `json:"keys"`
+		} `json:"device_keys"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		c.Fatalf("POST user/keys/query: %v: %s", err, clip(body))
+	}
+	dk, ok := out.DeviceKeys[u.UserID][u.DeviceID]
+	if !ok || dk.UserID != u.UserID || dk.DeviceID != u.DeviceID {
+		c.Fatalf("POST user/keys/query: no device keys of %s %s: %s", u.UserID, u.DeviceID, clip(body))
+	}
+	cred, err := u.Credential.MarshalMLS()
+	if err != nil {
+		c.Fatal(err)
+	}
+	if got := dk.Keys[u.Alg+":"+u.DeviceID]; got != base64.RawStdEncoding.EncodeToString(cred) {
+		c.Errorf("POST user/keys/query: the device's %s key is %q, want the uploaded credential (SPEC-NOTES §9)", u.Alg+":"+u.DeviceID, got)
 	}
 }
 

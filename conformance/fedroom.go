@@ -172,7 +172,8 @@ func joinedSuiteRoom(c *C) (*suiteRoom, *roomversion.Event, *testclient.Client) 
 		body := u.Sync(1000)
 		rooms, _ := body["rooms"].(map[string]any)
 		inv, _ := rooms["invite"].(map[string]any)
-		if _, ok := inv[room.id]; ok {
+		if ir, ok := inv[room.id].(map[string]any); ok {
+			checkInviteState(c, ir, room, u.UserID)
 			r := u.Do("POST", testclient.RoomPath(room.id, "/join"), map[string]any{})
 			expect(c, r, "POST /rooms/{roomId}/join of an invited room", 200, "", "")
 			return room, c0, u
@@ -180,4 +181,26 @@ func joinedSuiteRoom(c *C) (*suiteRoom, *roomversion.Event, *testclient.Client) 
 	}
 	c.Fatalf("/sync: the invite to %s never came", room.id)
 	return nil, nil, nil
+}
+
+// checkInviteState checks an invite in /sync (SPEC-NOTES §11): stripped
+// state of the create event and an m.room.member invite of the invitee
+// whose sender is the inviter.
+func checkInviteState(c *C, ir map[string]any, room *suiteRoom, invitee string) {
+	st, _ := ir["invite_state"].(map[string]any)
+	evs, _ := st["events"].([]any)
+	var create, member bool
+	for _, e := range evs {
+		ev, _ := e.(map[string]any)
+		content, _ := ev["content"].(map[string]any)
+		switch ev["type"] {
+		case roomversion.EventTypeCreate:
+			create = true
+		case "m.room.member":
+			member = ev["state_key"] == invitee && content["membership"] == "invite" && ev["sender"] == "@inviter:"+SuiteNameA
+		}
+	}
+	if !create || !member {
+		c.Errorf("/sync rooms.invite[%s].invite_state: want the create event and an m.room.member invite of %s sent by @inviter:%s: %v", room.id, invitee, SuiteNameA, ir)
+	}
 }
