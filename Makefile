@@ -40,15 +40,18 @@ fmtcheck:
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags e2e ./e2e/... ./cmd/mlsroom/
 	$(GO) vet -tags interop ./interop/...
 
 # How many cases of each official MLS test-vector file ran, per cipher suite.
 vectors:
 	$(GO) test -count=1 -run '^TestVectors$$' -v ./mls/... | grep -E '\.go:[0-9]+: |^(ok|FAIL|--- FAIL|panic)'
 
+# Single-process benchmarks, then the client's invite benchmark over three
+# mlsserver processes (build tag e2e).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./...
+	$(GO) test -tags e2e -run '^$$' -bench BenchmarkInviteToFirstMessage -benchtime 3x -count $(BENCHCOUNT) ./e2e/
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
@@ -60,7 +63,7 @@ fuzz:
 
 lint: fmtcheck vet
 	$(GO) run $(STATICCHECK) ./...
-	$(GO) run $(STATICCHECK) -tags e2e ./e2e/...
+	$(GO) run $(STATICCHECK) -tags e2e ./e2e/... ./cmd/mlsroom/
 	$(GO) run $(STATICCHECK) -tags interop ./interop/...
 
 # The decentralisation sweep: writes docs/decentralisation/sweep.{csv,md}
