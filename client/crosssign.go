@@ -21,8 +21,6 @@ const (
 	VerifyDirect = "m.direct"
 )
 
-var levelRank = map[string]int{VerifyNone: 0, VerifyTOFU: 1, VerifyCross: 2, VerifyDirect: 3}
-
 // VerificationError says which device failed the room's required
 // verification and why; nothing was committed.
 type VerificationError struct {
