@@ -107,27 +107,26 @@ type message struct {
 
 // World is one simulation run.
 type World struct {
-	cfg      Config
-	ctx      context.Context
-	rng      *rand.Rand
-	now      time.Time
-	end      time.Time
-	ended    bool
-	version  roomversion.Version
-	suite    mls.CipherSuite
-	roomID   string
-	fedAD    []byte // CBOR federation map every commit carries
-	powers   []string
-	propose  []string
-	window   time.Duration
-	servers  []*server
-	clients  []*client
-	queue    itemHeap
-	seq      uint64
-	create   *rvEvent
-	order    []*rvEvent
-	err      error
-	msgBytes int
+	cfg     Config
+	ctx     context.Context
+	rng     *rand.Rand
+	now     time.Time
+	end     time.Time
+	ended   bool
+	version roomversion.Version
+	suite   mls.CipherSuite
+	roomID  string
+	fedAD   []byte // CBOR federation map every commit carries
+	powers  []string
+	propose []string
+	window  time.Duration
+	servers []*server
+	clients []*client
+	queue   itemHeap
+	seq     uint64
+	create  *rvEvent
+	order   []*rvEvent
+	err     error
 
 	// network
 	base        [][]time.Duration
