@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mlsmode/mlsmode/authrules/authrulestest"
 	"github.com/mlsmode/mlsmode/internal/testclient"
+	"github.com/mlsmode/mlsmode/mls"
 	"github.com/mlsmode/mlsmode/roomversion"
 )
 
@@ -34,7 +36,7 @@ import (
 func AuthRuleChecks() []Check {
 	var out []Check
 	for _, pc := range playableCases() {
-		cs, role := pc.cs, pc.role
+		cs, role, how := pc.cs, pc.role, pc.how
 		if role == 0 {
 			continue
 		}
@@ -50,7 +52,7 @@ func AuthRuleChecks() []Check {
 			want = "soft-failed (" + cs.SoftFail + ")"
 		}
 		out = append(out, Check{Section: "federation/authrules", Name: cs.Name,
-			About: fmt.Sprintf("%s: %s over /send, the server as %c, SPEC-NOTES §4", about, want, role),
+			About: fmt.Sprintf("%s: %s %s, the server as %c, SPEC-NOTES §4", about, want, how, role),
 			Run:   func(c *C) { c.NeedFederation(); runAuthCase(c, cs.Name, role) }, Parallel: true})
 	}
 	return out
@@ -62,6 +64,8 @@ type playable struct {
 	cs     authrulestest.Case
 	role   byte
 	reason string
+	// how is "over /send" or "through the remote invite".
+	how string
 }
 
 // playableCases tries the roles C, B and D for the server under test in
@@ -79,7 +83,10 @@ func playableCases() []playable {
 		pc := playable{cs: cs, reason: unplayable(&cs, sut)}
 		for _, role := range []byte("CBD") {
 			if unplayable(&byRole[role][i], sut) == "" {
-				pc.role = role
+				pc.role, pc.how = role, "over /send"
+				if inviteMode(&byRole[role][i], sut) != "" {
+					pc.how = "through the remote invite"
+				}
 				break
 			}
 		}
@@ -121,6 +128,9 @@ func unplayable(cs *authrulestest.Case, sut string) string {
 		if e != nil && e.Origin() == sut {
 			return "an event of the server under test"
 		}
+	}
+	if inviteMode(cs, sut) != "" {
+		return ""
 	}
 	if inviteCommit(cs, sut) == nil {
 		return "no epoch-0 commit listing the server under test"
@@ -167,6 +177,35 @@ func stateCommitAfter(e *roomversion.Event) string {
 		return ""
 	}
 	return auth[len(auth)-1]
+}
+
+// inviteMode says how a case whose room holds at most its create event
+// is played through the remote invite itself ("" when it is not one):
+// "create" when the case's event is a create event (the suite commits
+// epoch 0 on it and invites with both), "commit" when it is an epoch-0
+// commit listing sut (the suite invites with the create event and it).
+// The verdict is the invite's: 200 for an allowed event, a refusal for a
+// rejected one (SPEC-NOTES §12: both PDUs must be valid events of the
+// room).
+func inviteMode(cs *authrulestest.Case, sut string) string {
+	if len(cs.Room) > 1 || cs.SoftFail != "" {
+		return ""
+	}
+	var top struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(cs.JSON, &top)
+	if top.Type == roomversion.EventTypeCreate {
+		return "create"
+	}
+	e := cs.Event
+	if e == nil || e.Kind() != roomversion.EventCommit || e.Epoch() != 0 || len(cs.Room) != 1 || cs.Room[0].EventID() != cs.Create.EventID() {
+		return ""
+	}
+	if fm, err := e.FederationMap(); err == nil && slices.Contains(fm.Federation.Servers, sut) && slices.Contains(fm.Federation.Servers, SuiteNameA) {
+		return "commit"
+	}
+	return ""
 }
 
 // inviteCommit is the room's epoch-0 commit if it lists sut in servers.
@@ -246,6 +285,10 @@ func runAuthCase(c *C, name string, role byte) {
 		c.Env.Suite.Serve(b)
 	}
 
+	if mode := inviteMode(cs, c.Env.ServerName); mode != "" {
+		runInviteCase(c, cs, mode)
+		return
+	}
 	u := c.User("rules")
 	c0 := inviteCommit(cs, c.Env.ServerName)
 	status, body := invite(c, cs.Create.RoomID().String(), "@inviter:"+SuiteNameA, u.UserID, cs.Create.JSON(), c0.JSON())
@@ -306,4 +349,70 @@ func runAuthCase(c *C, name string, role byte) {
 	case cs.SoftFail != "" && got != cs.SoftFail:
 		c.Errorf("the event (%s) must be soft-failed under case (%s); GET /event unsigned: %v", cs.Description, cs.SoftFail, unsigned)
 	}
+}
+
+// runInviteCase plays a case through the remote invite (inviteMode).
+func runInviteCase(c *C, cs *authrulestest.Case, mode string) {
+	roomID := cs.Create.RoomID().String()
+	create, commit := cs.Create.JSON(), json.RawMessage(cs.JSON)
+	what := "the invite's commit"
+	if mode == "create" {
+		// The case's create event, and an epoch-0 commit of A on it.
+		create, what = cs.JSON, "the invite's create event"
+		suite := testclient.Suite
+		if cs.Event != nil {
+			suite = cs.Event.CipherSuite()
+		}
+		commit = epochZeroCommit(c, roomID, roomversion.ReferenceIDOf(cs.JSON), suite, []string{SuiteNameA, c.Env.ServerName}).JSON()
+	}
+	c.Env.Suite.Serve(create, commit)
+	u := c.User("rules")
+	u.Sync(0)
+	status, body := invite(c, roomID, "@inviter:"+SuiteNameA, u.UserID, create, commit)
+	join := u.Do("POST", testclient.RoomPath(roomID, "/join"), map[string]any{})
+	if cs.Rule != "" {
+		if status == 200 {
+			c.Errorf("%s (%s) must be rejected by auth rule %s; PUT invite answered 200", what, cs.Description, cs.Rule)
+		}
+		if join.Status == 200 {
+			c.Errorf("%s (%s) must be rejected by auth rule %s; the invitee could join the room", what, cs.Description, cs.Rule)
+		}
+		return
+	}
+	if status != 200 {
+		c.Fatalf("%s (%s) must be accepted; PUT invite answered %d %s", what, cs.Description, status, clip(body))
+	}
+	expect(c, join, "POST /join after the invite", 200, "", "")
+}
+
+// epochZeroCommit is an epoch-0 commit of SuiteNameA in room roomID on
+// the create event createID, listing servers, with a header-valid MLS
+// message of suite.
+func epochZeroCommit(c *C, roomID, createID string, suite mls.CipherSuite, servers []string) *roomversion.Event {
+	ad, err := testclient.FedMap([]string{SuiteNameA}, servers, nil).Encode()
+	if err != nil {
+		c.Fatal(err)
+	}
+	body := make([]byte, 64)
+	_, _ = rand.Read(body)
+	m := mls.MLSMessage{Version: mls.MLS10, WireFormat: mls.WireFormatPrivateMessage, PrivateMessage: &mls.PrivateMessage{
+		GroupID: []byte(roomID), Epoch: 0, ContentType: mls.ContentTypeCommit, AuthenticatedData: ad,
+		EncryptedSenderData: body[:28], Ciphertext: body,
+	}}
+	msg, err := m.MarshalMLS()
+	if err != nil {
+		c.Fatal(err)
+	}
+	typ := roomversion.V1.CommitType()
+	content, err := roomversion.V1.MLSContent(typ, suite, msg)
+	if err != nil {
+		c.Fatal(err)
+	}
+	ev, err := (&roomversion.Builder{Version: roomversion.V1, RoomID: roomID, Type: typ, StateKey: new(string), Content: content,
+		AuthEvents: []string{createID}, PrevEvents: []string{createID}, Origin: SuiteNameA, Timestamp: time.Now().Add(-time.Minute)}).
+		Build(context.Background(), SuiteKeyID, c.Env.Suite.Key(SuiteNameA))
+	if err != nil {
+		c.Fatalf("building the epoch-0 commit: %v", err)
+	}
+	return ev
 }
