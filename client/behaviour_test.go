@@ -114,19 +114,7 @@ func TestCommitRaceCatchesUp(t *testing.T) {
 	ctx := ctxT(t)
 	alice := register(t, srv, "alice", nil)
 	bob := register(t, srv, "bob", nil)
-	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Sync(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Join(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyNone}, bob)
 	if err := alice.SetState(ctx, roomID, "m.room.name", "", map[string]string{"name": "Alice's name"}); err != nil {
 		t.Fatal(err)
 	}
@@ -153,19 +141,7 @@ func TestBrokenRoomAndSuccessor(t *testing.T) {
 	ctx := ctxT(t)
 	alice := register(t, srv, "alice", nil)
 	bob := register(t, srv, "bob", nil)
-	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone, Name: "Old"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Sync(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Join(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyNone, Name: "Old"}, bob)
 	st, _ := alice.Status(roomID)
 	// A commit whose framing is right but whose ciphertext is garbage.
 	ad, err := (&fedmap.Map{Federation: fedmap.Federation{Powers: st.Powers, Servers: st.Servers, CanPropose: st.CanPropose}}).Encode()
@@ -220,23 +196,7 @@ func TestLeaveIsCommittedByAMember(t *testing.T) {
 	alice := register(t, srv, "alice", nil)
 	bob := register(t, srv, "bob", nil)
 	carol := register(t, srv, "carol", nil)
-	for _, c := range []*client.Client{bob, carol} {
-		if err := c.Sync(ctx, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.Invite(ctx, roomID, bob.UserID(), carol.UserID()); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*client.Client{bob, carol} {
-		if err := c.Join(ctx, roomID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyNone}, bob, carol)
 	if st, _ := alice.Status(roomID); len(st.Members) != 3 || st.Epoch != 2 {
 		t.Fatalf("one commit should add both: %+v", st)
 	}
@@ -273,19 +233,7 @@ func TestLimitedTimelineGapFilled(t *testing.T) {
 	ctx := ctxT(t)
 	alice := register(t, srv, "alice", nil)
 	bob := register(t, srv, "bob", nil)
-	if err := bob.Sync(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{RequiredVerification: client.VerifyNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.Invite(ctx, roomID, bob.UserID()); err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Join(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyNone}, bob)
 	send := func(from, to int) {
 		for i := from; i < to; i++ {
 			if _, err := alice.Send(ctx, roomID, fmt.Sprintf("m%d", i)); err != nil {
@@ -311,4 +259,31 @@ func TestLimitedTimelineGapFilled(t *testing.T) {
 	if st, _ := bob.Status(roomID); st.Topic != "gap" || len(st.Undecryptable) != 0 || st.NeedsWelcome != "" {
 		t.Fatalf("bob after the gap: %+v", st)
 	}
+}
+
+// sharedRoom: creator makes a room with opts and adds the members in one
+// commit; each joins from the Welcome.
+func sharedRoom(t *testing.T, creator *client.Client, opts client.RoomOptions, members ...*client.Client) string {
+	t.Helper()
+	ctx := ctxT(t)
+	var ids []string
+	for _, m := range members {
+		if err := m.Sync(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.UserID())
+	}
+	roomID, err := creator.CreateRoom(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := creator.Invite(ctx, roomID, ids...); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if err := m.Join(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return roomID
 }

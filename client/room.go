@@ -626,15 +626,21 @@ func (c *Client) joinedRoom(roomID string) (*room, error) {
 	return r, nil
 }
 
-// Remove removes every device of userID from the room's group.
-func (c *Client) Remove(ctx context.Context, roomID, userID string) error {
+// commitIn commits the proposals build makes in a joined room, under the
+// client's lock (commitAndWait).
+func (c *Client) commitIn(ctx context.Context, roomID string, build proposalBuilder) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, err := c.joinedRoom(roomID)
 	if err != nil {
 		return err
 	}
-	return c.commitAndWait(ctx, r, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+	return c.commitAndWait(ctx, r, build, nil)
+}
+
+// Remove removes every device of userID from the room's group.
+func (c *Client) Remove(ctx context.Context, roomID, userID string) error {
+	return c.commitIn(ctx, roomID, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
 		var proposals []*mls.Proposal
 		for _, m := range r.group.Members() {
 			id, err := m.LeafNode.MatrixIdentity()
@@ -646,7 +652,7 @@ func (c *Client) Remove(ctx context.Context, roomID, userID string) error {
 			return nil, nil, fmt.Errorf("%s is not a member of %s", userID, roomID)
 		}
 		return proposals, nil, nil
-	}, nil)
+	})
 }
 
 // Leave proposes the device's own removal to the group (an MLS Remove
@@ -747,13 +753,7 @@ func (c *Client) commitProposals(ctx context.Context, r *room) error {
 // and the secrets above it get new keys (post-compromise security), and
 // the room moves to a new epoch.
 func (c *Client) UpdateKeys(ctx context.Context, roomID string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, err := c.joinedRoom(roomID)
-	if err != nil {
-		return err
-	}
-	return c.commitAndWait(ctx, r, fixed(nil, nil), nil)
+	return c.commitIn(ctx, roomID, fixed(nil, nil))
 }
 
 // SetFederation commits a new federation map for the room (powers,
@@ -761,13 +761,7 @@ func (c *Client) UpdateKeys(ctx context.Context, roomID string) error {
 // include every power and every proposer (the auth rules refuse it
 // otherwise, and the server's answer is returned).
 func (c *Client) SetFederation(ctx context.Context, roomID string, powers, servers, canPropose []string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, err := c.joinedRoom(roomID)
-	if err != nil {
-		return err
-	}
-	return c.commitAndWait(ctx, r, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+	return c.commitIn(ctx, roomID, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
 		cur, err := r.fedMap()
 		if err != nil {
 			return nil, nil, err
@@ -778,7 +772,7 @@ func (c *Client) SetFederation(ctx context.Context, roomID string, powers, serve
 			return nil, nil, fmt.Errorf("federation map: %w", err)
 		}
 		return nil, &next, nil
-	}, nil)
+	})
 }
 
 // CheckStateKey checks an encrypted state event's type and state key:
@@ -811,13 +805,7 @@ func (c *Client) SetState(ctx context.Context, roomID, eventType, stateKey strin
 	if err := CheckStateKey(eventType, stateKey); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, err := c.joinedRoom(roomID)
-	if err != nil {
-		return err
-	}
-	return c.commitAndWait(ctx, r, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
+	return c.commitIn(ctx, roomID, func(r *room) ([]*mls.Proposal, *fedmap.Map, error) {
 		st, err := ParseRoomState(r.group.Extensions())
 		if err != nil {
 			return nil, nil, err
@@ -832,7 +820,7 @@ func (c *Client) SetState(ctx context.Context, roomID, eventType, stateKey strin
 			return nil, nil, err
 		}
 		return []*mls.Proposal{p}, nil, nil
-	}, nil)
+	})
 }
 
 // State returns the room's encrypted state.
