@@ -159,7 +159,10 @@ func (e *env) password(flagValue string) (string, error) {
 		return p, nil
 	}
 	fmt.Fprint(e.stderr, "password: ")
+	restore := noEcho(e.stdin)
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	restore()
+	fmt.Fprintln(e.stderr)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
