@@ -82,8 +82,8 @@ func (c *C) Failed() bool {
 	return len(c.failures) > 0
 }
 
-// Skip, SkipNow and Skipf are failures: a conformance check never skips
-// silently.
+// Skip is a failure, as are SkipNow and Skipf: a conformance check never
+// skips silently.
 func (c *C) Skip(args ...any) { c.Fatal(append([]any{"check cannot run:"}, args...)...) }
 
 // Skipf is a failure (see Skip).

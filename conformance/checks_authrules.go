@@ -247,12 +247,12 @@ func authParams(roomID string, role byte, sut string, sutSeed []byte, seed func(
 
 // runAuthCase plays one case against the server under test.
 func runAuthCase(c *C, name string, role byte) {
-	roomID := fmt.Sprintf("!%sar%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)
+	roomID := fmt.Sprintf("!%sar%d:%s", c.Env.Prefix, c.Env.seq.Add(1), SuiteNameA)
 	sutSeed := make([]byte, ed25519.SeedSize)
 	_, _ = rand.Read(sutSeed)
 	p := authParams(roomID, role, c.Env.ServerName, sutSeed, c.Env.Suite.Seed)
 	p.MLSSeed = []byte(roomID)
-	p.NoFederateRoomID = fmt.Sprintf("!%snf%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)
+	p.NoFederateRoomID = fmt.Sprintf("!%snf%d:%s", c.Env.Prefix, c.Env.seq.Add(1), SuiteNameA)
 	var cs *authrulestest.Case
 	for _, x := range authrulestest.Cases(p) {
 		if x.Name == name {

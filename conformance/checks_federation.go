@@ -351,7 +351,7 @@ func hostileChecks() []Check {
 		run         func(c *C)
 	}
 	sendPath := func(c *C) string {
-		return "/_matrix/federation/v1/send/" + c.Env.Prefix + fmt.Sprint(c.Env.users.Add(1))
+		return "/_matrix/federation/v1/send/" + c.Env.Prefix + fmt.Sprint(c.Env.seq.Add(1))
 	}
 	emptyTxn := func(origin string) map[string]any {
 		return map[string]any{"origin": origin, "origin_server_ts": time.Now().UnixMilli(), "pdus": []any{}, "edus": []any{}}
@@ -477,7 +477,7 @@ func hostileChecks() []Check {
 			u := c.User("invitee")
 			room := newSuiteRoom(c)
 			c0 := room.commit(SuiteNameA, nil, []string{SuiteNameA}, []string{SuiteNameA, SuiteNameB, c.Env.ServerName})
-			path := "/_matrix/federation/unstable/de.bwi.mls/invite/" + url.PathEscape(room.id) + "/" + c.Env.Prefix + fmt.Sprint(c.Env.users.Add(1))
+			path := "/_matrix/federation/unstable/de.bwi.mls/invite/" + url.PathEscape(room.id) + "/" + c.Env.Prefix + fmt.Sprint(c.Env.seq.Add(1))
 			status, body, err := c.Env.FedDo(context.Background(), SuiteNameB, "PUT", path, map[string]any{
 				"room_version": string(roomversion.V1), "inviter": "@inviter:" + SuiteNameA, "invitee": u.UserID,
 				"create_event": room.create.JSON(), "commit_event": c0.JSON()})

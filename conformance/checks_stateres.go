@@ -65,7 +65,7 @@ func stateresUnplayable(sc stateresttest.Scenario, sut string) bool {
 
 // runStateRes plays one named scenario against the server under test.
 func runStateRes(c *C, name string, winnerFirst bool) {
-	roomID := fmt.Sprintf("!%ssr%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)
+	roomID := fmt.Sprintf("!%ssr%d:%s", c.Env.Prefix, c.Env.seq.Add(1), SuiteNameA)
 	p := c.Env.Suite.GenParams()
 	p.Servers = []string{SuiteNameA, SuiteNameB, SuiteNameD, c.Env.ServerName}
 	p.RoomID = roomID

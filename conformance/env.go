@@ -78,7 +78,8 @@ type Env struct {
 	// Suite is the suite's own homeserver (nil without federation).
 	Suite *SuiteServer
 
-	users atomic.Int64
+	// seq numbers the users, rooms and transactions of the run.
+	seq atomic.Int64
 }
 
 // NewPrefix returns a fresh per-run user name prefix ("cf1a2b3c4d-").
@@ -92,7 +93,7 @@ func NewPrefix() string {
 // named after name with the run's prefix, as a real MLS client of one
 // device.
 func (c *C) User(name string) *testclient.Client {
-	n := c.Env.users.Add(1)
+	n := c.Env.seq.Add(1)
 	return testclient.New(c, c.Env.ClientURL, c.Env.HTTP, fmt.Sprintf("%s%s%d", c.Env.Prefix, name, n))
 }
 

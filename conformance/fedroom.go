@@ -27,7 +27,7 @@ type suiteRoom struct {
 
 // newSuiteRoom makes the create event of a room of SuiteNameA.
 func newSuiteRoom(c *C) *suiteRoom {
-	r := &suiteRoom{c: c, id: fmt.Sprintf("!%sroom%d:%s", c.Env.Prefix, c.Env.users.Add(1), SuiteNameA)}
+	r := &suiteRoom{c: c, id: fmt.Sprintf("!%sroom%d:%s", c.Env.Prefix, c.Env.seq.Add(1), SuiteNameA)}
 	content, err := roomversion.V1.CreateContentJSON(testclient.Suite, true)
 	if err != nil {
 		c.Fatal(err)
@@ -111,7 +111,7 @@ func eventIDs(evs ...*roomversion.Event) []string {
 // invite sends the remote invite of invitee (a user of the server under
 // test) from inviter's server to the server under test.
 func invite(c *C, roomID, inviter, invitee string, create, commit json.RawMessage) (int, []byte) {
-	path := "/_matrix/federation/unstable/de.bwi.mls/invite/" + url.PathEscape(roomID) + "/" + url.PathEscape(c.Env.Prefix+fmt.Sprint(c.Env.users.Add(1)))
+	path := "/_matrix/federation/unstable/de.bwi.mls/invite/" + url.PathEscape(roomID) + "/" + url.PathEscape(c.Env.Prefix+fmt.Sprint(c.Env.seq.Add(1)))
 	status, body, err := c.Env.FedDo(context.Background(), roomversion.Domain(inviter), "PUT", path, map[string]any{
 		"room_version": string(roomversion.V1), "inviter": inviter, "invitee": invitee, "create_event": create, "commit_event": commit})
 	if err != nil {
@@ -126,7 +126,7 @@ func sendPDUs(c *C, origin string, pdus ...json.RawMessage) (int, []byte, map[st
 	if pdus == nil {
 		pdus = []json.RawMessage{}
 	}
-	txn := fmt.Sprintf("%stxn%d", c.Env.Prefix, c.Env.users.Add(1))
+	txn := fmt.Sprintf("%stxn%d", c.Env.Prefix, c.Env.seq.Add(1))
 	status, body, err := c.Env.FedDo(context.Background(), origin, "PUT", "/_matrix/federation/v1/send/"+txn,
 		map[string]any{"origin": origin, "origin_server_ts": time.Now().UnixMilli(), "pdus": pdus, "edus": []any{}})
 	if err != nil {
