@@ -510,6 +510,20 @@ func TestScriptCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// whoami; leave.
+	if out := ok(t, dir, "--data", "erin-laptop", "whoami"); !strings.Contains(out, "@erin:a.test, device "+laptop) || !strings.Contains(out, "your fingerprint: "+fp) {
+		t.Fatalf("whoami: %q", out)
+	}
+	if out := ok(t, dir, "--data", "erin-laptop", "leave", room); !strings.Contains(out, `left "Ops" and forgot its keys`) {
+		t.Fatalf("leave: %q", out)
+	}
+	if out := ok(t, dir, "--data", "erin-laptop", "rooms"); !strings.Contains(out, room+": you left") {
+		t.Fatalf("rooms after leaving: %q", out)
+	}
+	if r := mlschat(t, dir, "--data", "erin-laptop", "send", room, "still here?"); r.code != 1 || !strings.Contains(r.stderr, "this client is not in room "+room) {
+		t.Fatalf("send after leaving: %+v", r)
+	}
+
 	// Join of a room without an invite gives up and says what to do.
 	r = mlschat(t, dir, "--as", "dan", "join", "--timeout", "1s", "!nowhere:a.test")
 	if r.code != 1 || !strings.Contains(r.stderr, "no invite with its Welcome for !nowhere:a.test arrived within 1s") {
