@@ -92,30 +92,57 @@ type env struct {
 	as, data string
 }
 
-var commands = map[string]func(e *env, args []string) error{
-	"register":      cmdRegister,
-	"login":         cmdLogin,
-	"whoami":        cmdWhoami,
-	"fingerprint":   cmdFingerprint,
-	"verify":        cmdVerify,
-	"cross-sign":    cmdCrossSign,
-	"devices":       cmdDevices,
-	"verify-device": cmdVerifyDevice,
-	"create":        cmdCreate,
-	"rooms":         cmdRooms,
-	"invite":        cmdInvite,
-	"join":          cmdJoin,
-	"send":          cmdSend,
-	"show":          cmdShow,
-	"sync":          cmdSync,
-	"chat":          cmdChat,
-	"watch":         cmdWatch,
-	"name":          cmdName,
-	"topic":         cmdTopic,
-	"state":         cmdState,
-	"remove":        cmdRemove,
-	"leave":         cmdLeave,
-	"successor":     cmdSuccessor,
+// command returns the subcommand called name, or nil.
+func command(name string) func(e *env, args []string) error {
+	switch name {
+	case "register":
+		return cmdRegister
+	case "login":
+		return cmdLogin
+	case "whoami":
+		return cmdWhoami
+	case "fingerprint":
+		return cmdFingerprint
+	case "verify":
+		return cmdVerify
+	case "cross-sign":
+		return cmdCrossSign
+	case "devices":
+		return cmdDevices
+	case "verify-device":
+		return cmdVerifyDevice
+	case "create":
+		return cmdCreate
+	case "rooms":
+		return cmdRooms
+	case "invite":
+		return cmdInvite
+	case "join":
+		return cmdJoin
+	case "send":
+		return cmdSend
+	case "show":
+		return cmdShow
+	case "sync":
+		return cmdSync
+	case "chat":
+		return cmdChat
+	case "watch":
+		return cmdWatch
+	case "name":
+		return cmdName
+	case "topic":
+		return cmdTopic
+	case "state":
+		return cmdState
+	case "remove":
+		return cmdRemove
+	case "leave":
+		return cmdLeave
+	case "successor":
+		return cmdSuccessor
+	}
+	return nil
 }
 
 // run executes the command line args (without the program name) and
@@ -144,8 +171,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	cmd, ok := commands[name]
-	if !ok {
+	cmd := command(name)
+	if cmd == nil {
 		fmt.Fprintf(stderr, "mlschat: unknown command %q\n\n%s", name, usage)
 		return exitUsage
 	}

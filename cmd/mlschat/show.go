@@ -70,11 +70,18 @@ type messageView struct {
 }
 
 // reasonWords says an undecryptable reason in words.
-var reasonWords = map[string]string{
-	client.ReasonLostFork:  "sent on a fork that lost",
-	client.ReasonEpochGone: "sent in an epoch whose keys this device no longer keeps",
-	client.ReasonNotMember: "sent while this device was not in the group",
-	client.ReasonMalformed: "not a well-formed MLS message of this room",
+func reasonWords(reason string) string {
+	switch reason {
+	case client.ReasonLostFork:
+		return "sent on a fork that lost"
+	case client.ReasonEpochGone:
+		return "sent in an epoch whose keys this device no longer keeps"
+	case client.ReasonNotMember:
+		return "sent while this device was not in the group"
+	case client.ReasonMalformed:
+		return "not a well-formed MLS message of this room"
+	}
+	return "for a reason this version of mlschat does not know"
 }
 
 // view gathers a room's status; with trust (a /keys/query) when
@@ -192,10 +199,7 @@ func (a *account) statusWords(st client.RoomStatus) []string {
 		}
 		sort.Strings(reasons)
 		for _, r := range reasons {
-			words := reasonWords[r]
-			if words == "" {
-				words = "for a reason this tool does not know"
-			}
+			words := reasonWords(r)
 			w = append(w, fmt.Sprintf("you cannot read %s: %s (%s)", plural(by[r], "message"), words, r))
 		}
 	}
@@ -464,7 +468,7 @@ func (a *account) news(id string, before *roomSnap) []string {
 		out = append(out, a.messageLine(messageView{Sender: m.Sender, Type: m.Type, Body: m.Body(), TS: m.TS, LostFork: m.LostFork}))
 	}
 	for _, u := range st.Undecryptable[min(before.undecryptable, len(st.Undecryptable)):] {
-		words := reasonWords[u.Reason]
+		words := reasonWords(u.Reason)
 		out = append(out, fmt.Sprintf("* you cannot read a message from %s: %s (%s)", u.Origin, words, u.Reason))
 	}
 	if now.needsWelcome != "" && now.needsWelcome != before.needsWelcome {
