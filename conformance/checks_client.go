@@ -337,6 +337,30 @@ func keyChecks() []Check {
 			}
 		}})
 	}
+	out = append(out, Check{Section: "client/keys", Name: "accepts-good-corpus", About: "POST /keys/upload accepts good key packages of other suites and of de.bwi.mls.v1's algorithm names, SPEC-NOTES §9", Run: func(c *C) {
+		u, dev := keyUser(c)
+		good := dev.NewKeyPackage(c, userapitest.KeyPackageOptions{})
+		// The unstable room version's algorithm names the same suite.
+		unstable, err := roomversion.V1Unstable.Algorithm(testclient.Suite)
+		if err != nil {
+			c.Fatal(err)
+		}
+		_, ref, _ := strings.Cut(good.KeyID, ":")
+		other := dev.NewKeyPackage(c, userapitest.KeyPackageOptions{})
+		// A P-256 device of the same user and device ID, under its own
+		// algorithm.
+		p256 := userapitest.NewDevice(c, u.UserID, u.DeviceID, mls.P256AES128GCMSHA256P256).NewKeyPackage(c, userapitest.KeyPackageOptions{})
+		otks := map[string]string{unstable + ":" + ref: good.Value, other.KeyID: other.Value, p256.KeyID: p256.Value}
+		r := u.Do("POST", v3+"/keys/upload", map[string]any{"device_keys": dev.DeviceKeys(c), "one_time_keys": otks})
+		expect(c, r, "POST /keys/upload of good key packages (suite 1 under de.bwi.mls.v1's algorithm, suite 1, suite 2)", 200, "", "")
+		l := u.Do("GET", v3+"/keys/list", nil)
+		expect(c, l, "GET /keys/list", 200, "", "")
+		want := []string{unstable + ":" + ref, other.KeyID, p256.KeyID}
+		slices.Sort(want)
+		if got := keyIDs(l.Body, "one_time_keys"); !slices.Equal(got, want) {
+			c.Errorf("GET /keys/list: one_time_keys %v, want %v", got, want)
+		}
+	}})
 	out = append(out, Check{Section: "client/keys", Name: "upload-and-list", About: "POST /keys/upload, GET /keys/list, the counts in /sync, SPEC-NOTES §9", Run: func(c *C) {
 		u, dev := keyUser(c)
 		kps := []userapitest.KeyPackage{dev.NewKeyPackage(c, userapitest.KeyPackageOptions{}), dev.NewKeyPackage(c, userapitest.KeyPackageOptions{}), dev.NewKeyPackage(c, userapitest.KeyPackageOptions{})}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -313,4 +314,19 @@ func TestSuiteCatchesOtherSections(t *testing.T) {
 	expectVerdicts(t, fed, conformance.Select(all, "federation/keys/server-key", "federation/events/create-event-format",
 		"federation/rooms/remote-invite-and-join", "federation/hostile/x-matrix-missing", "federation/keys/remote-key-claim"),
 		"federation/keys/server-key", "federation/events/create-event-format", "federation/rooms/remote-invite-and-join")
+}
+
+// TestSuiteCatchesGoodKeyPackagesRefused: the server's key-package check
+// refuses every algorithm but suite 1's m.mls.1 name; the good-corpus
+// check fails, the suite-1 upload still passes.
+func TestSuiteCatchesGoodKeyPackagesRefused(t *testing.T) {
+	strict := func(ctx context.Context, alg, keyID, value, userID, deviceID string, now time.Time) (*mls.KeyPackage, error) {
+		if alg != "m.mls.v1.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519" {
+			return nil, fmt.Errorf("algorithm %s not taken", alg)
+		}
+		return userapi.CheckKeyPackage(ctx, alg, keyID, value, userID, deviceID, now)
+	}
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{Users: func(c *userapi.Config) { c.CheckKeyPackage = strict }})
+	expectVerdicts(t, env, conformance.Select(conformance.All(), "client/keys/accepts-good-corpus", "client/keys/upload-and-list"),
+		"client/keys/accepts-good-corpus")
 }
