@@ -299,6 +299,35 @@ func commitChecks() []Check {
 			}
 			u.AwaitCommit(roomID, st.Str("commit_event_id"), sc)
 		}},
+		{Section: "client/commits", Name: "send-idempotent", About: "PUT /send/{type}/{txnId} is idempotent per device and transaction ID, SPEC-NOTES §11", Run: func(c *C) {
+			u := c.User("idem")
+			fm := testclient.FedMap([]string{c.Env.ServerName}, []string{c.Env.ServerName}, []string{c.Env.ServerName})
+			roomID := u.CreateRoom(fm)
+			pt := []byte(`{"type":"m.room.message","content":{"msgtype":"m.text","body":"once"}}`)
+			m, err := u.Group.Encrypt(pt, nil)
+			if err != nil {
+				c.Fatal(err)
+			}
+			content := testclient.Content(roomversion.EventTypeEncrypted, u.Alg, testclient.Wire(c, m))
+			path := testclient.RoomPath(roomID, "/send/m.room.encrypted/"+u.NextTxn()) + "?de.bwi.mls.commit_id=" + url.QueryEscape(u.CommitID)
+			first := u.Do("PUT", path, content)
+			expect(c, first, "PUT /send/m.room.encrypted", 200, "", "")
+			before := chunkOf(u.Do("GET", testclient.RoomPath(roomID, "/messages?dir=b&limit=50"), nil))
+			again := u.Do("PUT", path, content)
+			expect(c, again, "PUT /send/m.room.encrypted again with the same transaction ID", 200, "", "")
+			if again.Str("event_id") != first.Str("event_id") {
+				c.Errorf("PUT /send again with the same transaction ID: event_id %q, want the first one's %q", again.Str("event_id"), first.Str("event_id"))
+			}
+			if after := chunkOf(u.Do("GET", testclient.RoomPath(roomID, "/messages?dir=b&limit=50"), nil)); len(after) != len(before) {
+				c.Errorf("PUT /send again with the same transaction ID added an event (%d events, were %d)", len(after), len(before))
+			}
+		}},
+		{Section: "client/commits", Name: "pending-commit-status-unknown", About: "GET pending_commit/{eventId} of an unknown event: 404 M_NOT_FOUND", Run: func(c *C) {
+			u := c.User("unknownpending")
+			roomID := u.CreateRoom(soloFedMap(c))
+			r := u.Do("GET", "/_matrix/client/unstable/de.bwi.mls/rooms/"+url.PathEscape(roomID)+"/pending_commit/"+url.PathEscape("$nosuchevent"), nil)
+			expect(c, r, "GET pending_commit status of an unknown event", 404, "M_NOT_FOUND", "")
+		}},
 		{Section: "client/commits", Name: "commit-refused-off-powers0", About: "PUT /state/m.mls.commit off powers[0]: 403 M_FORBIDDEN pointing at pending commits, SPEC-NOTES §11", Run: func(c *C) {
 			u := c.User("offpowers")
 			// powers[0] is another server: the suite's, which takes the
