@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/mlsmode/mlsmode/client"
 	"github.com/mlsmode/mlsmode/mls"
@@ -277,6 +278,9 @@ func sharedRoom(t *testing.T, creator *client.Client, opts client.RoomOptions, m
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(ids) == 0 {
+		return roomID
+	}
 	if err := creator.Invite(ctx, roomID, ids...); err != nil {
 		t.Fatal(err)
 	}
@@ -286,4 +290,60 @@ func sharedRoom(t *testing.T, creator *client.Client, opts client.RoomOptions, m
 		}
 	}
 	return roomID
+}
+
+// TestSecondDeviceJoins: bob has two devices; alice's invite adds both in
+// one commit. After the first joins, the room reaches the second under
+// rooms.join (the user is joined on the server); the second still joins
+// from its own Welcome, and both read alice.
+func TestSecondDeviceJoins(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", nil)
+	bob2, err := client.Login(ctx, client.Config{BaseURL: srv, OneTimeKeyPackages: 2}, "bob", "pw-bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.CrossSignDevice(ctx, bob2.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyTOFU}, bob)
+	if st, _ := alice.Status(roomID); len(st.Members) != 3 {
+		t.Fatalf("alice's invite should add both of bob's devices: %+v", st.Members)
+	}
+	if err := bob2.Join(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, roomID, "to both devices"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{bob, bob2} {
+		syncUntil(t, c, "reading alice", hasBody(c, roomID, alice.UserID(), "to both devices"))
+	}
+}
+
+// TestSyncDoesNotHoldTheLock: a long-polling Sync leaves the client free
+// for other calls (a chat sends while its sync waits).
+func TestSyncDoesNotHoldTheLock(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyNone})
+	done := make(chan error, 1)
+	go func() { done <- alice.Sync(ctx, 5*time.Second) }()
+	time.Sleep(100 * time.Millisecond)
+	sent := make(chan error, 1)
+	go func() { _, err := alice.Send(ctx, roomID, "while syncing"); sent <- err }()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Send waited for the long-poll")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -78,11 +78,14 @@ type Client struct {
 	store Store
 	log   *slog.Logger
 
-	mu    sync.Mutex
-	acct  account
-	sign  *mls.Signer
-	alg   string
-	rooms map[string]*room
+	// syncMu makes Sync calls take turns; mu guards everything else and
+	// is not held during Sync's long-poll.
+	syncMu sync.Mutex
+	mu     sync.Mutex
+	acct   account
+	sign   *mls.Signer
+	alg    string
+	rooms  map[string]*room
 	// txnPrefix makes transaction IDs unique across restarts.
 	txnPrefix string
 	txn       int

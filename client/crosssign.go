@@ -349,13 +349,11 @@ func (c *Client) checkDevice(ctx context.Context, q *queryResult, d DeviceInfo, 
 		if c.acct.UserSeed == nil {
 			return fail("this device holds no user-signing key to have verified %s", d.UserID)
 		}
-		q2 := q.UserSigningKeys[c.acct.UserID]
-		if q2 == nil {
-			usk := ed25519.NewKeyFromSeed(c.acct.UserSeed)
-			obj, _ := keyObject(c.acct.UserID, "user_signing", usk.Public().(ed25519.PublicKey))
-			q2 = obj
-		}
-		if err := verifySignedBy(master, c.acct.UserID, q2); err != nil {
+		// The user-signing key is the one this device holds, never the
+		// copy the homeserver returns (which it could replace).
+		usk := ed25519.NewKeyFromSeed(c.acct.UserSeed)
+		own, _ := keyObject(c.acct.UserID, "user_signing", usk.Public().(ed25519.PublicKey))
+		if err := verifySignedBy(master, c.acct.UserID, own); err != nil {
 			return fail("%s's master key is not signed by %s's user-signing key (the user was not verified): %v", d.UserID, c.acct.UserID, err)
 		}
 		return nil

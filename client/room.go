@@ -173,6 +173,18 @@ const (
 const prefixRoom = "room/"
 
 func (c *Client) saveRoom(ctx context.Context, r *room, extra map[string][]byte) error {
+	if extra == nil {
+		extra = map[string][]byte{}
+	}
+	if err := roomEntry(r, extra); err != nil {
+		return err
+	}
+	return c.store.Put(ctx, extra)
+}
+
+// roomEntry adds the room's store entry (its MLS state serialised) to
+// entries.
+func roomEntry(r *room, entries map[string][]byte) error {
 	if r.group != nil {
 		st, err := r.group.MarshalState()
 		if err != nil {
@@ -184,11 +196,8 @@ func (c *Client) saveRoom(ctx context.Context, r *room, extra map[string][]byte)
 	if err != nil {
 		return err
 	}
-	if extra == nil {
-		extra = map[string][]byte{}
-	}
-	extra[prefixRoom+r.ID] = b
-	return c.store.Put(ctx, extra)
+	entries[prefixRoom+r.ID] = b
+	return nil
 }
 
 func (c *Client) loadRooms(ctx context.Context) error {

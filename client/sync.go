@@ -61,21 +61,51 @@ type syncResponse struct {
 // now, others processed; a different winner within security.window rolls
 // the room back), messages (decrypted, or listed as undecryptable with
 // the reason), key package replenishment, and redoing adds lost to a fork.
+// The long-poll itself does not hold the client's lock: other calls run
+// meanwhile, and an answer that another call's sync has overtaken is
+// dropped.
 func (c *Client) Sync(ctx context.Context, timeout time.Duration) error {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	c.mu.Lock()
+	since := c.acct.Since
+	c.mu.Unlock()
+	res, err := c.fetchSync(ctx, since, int(timeout/time.Millisecond))
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.syncLocked(ctx, int(timeout/time.Millisecond))
+	if c.acct.Since != since {
+		return nil // a commit's wait synced meanwhile: this answer is stale
+	}
+	return c.processSync(ctx, res)
 }
 
 func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
+	res, err := c.fetchSync(ctx, c.acct.Since, timeoutMS)
+	if err != nil {
+		return err
+	}
+	return c.processSync(ctx, res)
+}
+
+func (c *Client) fetchSync(ctx context.Context, since string, timeoutMS int) (*syncResponse, error) {
 	path := fmt.Sprintf("/_matrix/client/v3/sync?timeout=%d", timeoutMS)
-	if c.acct.Since != "" {
-		path += "&since=" + url.QueryEscape(c.acct.Since)
+	if since != "" {
+		path += "&since=" + url.QueryEscape(since)
 	}
 	var res syncResponse
 	if err := c.call(ctx, "GET", path, nil, &res); err != nil {
-		return fmt.Errorf("syncing: %w", err)
+		return nil, fmt.Errorf("syncing: %w", err)
 	}
+	return &res, nil
+}
+
+// processSync applies one /sync answer. The joined rooms' new states and
+// the next sync position are written in one store write, so a crash never
+// leaves events processed but due again (or the reverse).
+func (c *Client) processSync(ctx context.Context, res *syncResponse) error {
 	for _, td := range res.ToDevice.Events {
 		if td.Type == "m.mls.welcome" {
 			c.receiveWelcome(ctx, td.Sender, td.Content)
@@ -95,9 +125,19 @@ func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
 			return err
 		}
 	}
+	entries := map[string][]byte{}
 	for roomID, jr := range res.Rooms.Join {
-		r := c.rooms[roomID]
-		if r == nil || r.group == nil {
+		r := c.roomOf(roomID)
+		if r.group == nil {
+			// Joined on the server (this device joined, or another device
+			// of the user did) but not in the group: Join takes it from
+			// the Welcome.
+			if r.Membership == "" || r.Membership == "invite" {
+				r.Membership = "join"
+				if err := roomEntry(r, entries); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		events := jr.Timeline.Events
@@ -117,9 +157,18 @@ func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
 				return err
 			}
 		}
-		if err := c.saveRoom(ctx, r, nil); err != nil {
+		if err := roomEntry(r, entries); err != nil {
 			return err
 		}
+	}
+	c.acct.Since = res.NextBatch
+	acct, err := json.Marshal(c.acct)
+	if err != nil {
+		return err
+	}
+	entries[keyAccount] = acct
+	if err := c.store.Put(ctx, entries); err != nil {
+		return err
 	}
 	for _, r := range c.rooms {
 		if r.Membership == "join" && r.NeedsWelcome != "" && r.Welcome != nil {
@@ -129,10 +178,6 @@ func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
 		}
 	}
 	if err := c.replenish(ctx, res.OTKCounts, res.UnusedFallback, res.OTKCounts != nil); err != nil {
-		return err
-	}
-	c.acct.Since = res.NextBatch
-	if err := c.saveAccount(ctx); err != nil {
 		return err
 	}
 	if !c.redoing {
@@ -196,8 +241,8 @@ func (c *Client) Join(ctx context.Context, roomID string) error {
 		}
 	}
 	r := c.rooms[roomID]
-	joined := false
-	if r.WelcomeCommitID == "" {
+	joined := r.Membership == "join" // on the server already (another device)
+	if !joined && r.WelcomeCommitID == "" {
 		// The commit must be looked up in the room's history, which the
 		// server shows to members only.
 		if err := c.call(ctx, "POST", roomPath(roomID, "/join"), map[string]any{}, nil); err != nil {
