@@ -48,6 +48,8 @@ docs/mlsroom.md) or the defaults, then from the flags:
   --outages-per-day R, --outage-mean D
                            random outages per server (default none)
   --clock-skew-max D       each server's clock off by up to D
+  --mode M                 model (default) or mls: real MLS clients (at
+                           most 32), for checking the model on small runs
   --json                   print the report as JSON
 
 --sweep FILE runs a grid of settings (a JSON sim.Sweep: base config,
@@ -92,6 +94,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	outPerDay := fs.Float64("outages-per-day", 0, "")
 	outMean := fs.Duration("outage-mean", 10*time.Minute, "")
 	skew := fs.Duration("clock-skew-max", 0, "")
+	mode := fs.String("mode", def.Mode, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, simulateUsage)
@@ -153,9 +156,10 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 			cfg.Network.RandomOutages = &sim.RandomEvents{PerDay: *outPerDay, MeanLength: sim.Duration(*outMean)}
 		},
 		"clock-skew-max": func() { cfg.Network.ClockSkewMax = sim.Duration(*skew) },
+		"mode":           func() { cfg.Mode = *mode },
 	}
 	for _, name := range []string{"seed", "servers", "clients", "powers", "powers-order", "can-propose", "security-window", "duration",
-		"membership", "messages", "latency-min", "latency-max", "jitter", "loss", "partitions-per-day", "outages-per-day", "clock-skew-max"} {
+		"membership", "messages", "latency-min", "latency-max", "jitter", "loss", "partitions-per-day", "outages-per-day", "clock-skew-max", "mode"} {
 		if set[name] {
 			apply[name]()
 		}

@@ -42,7 +42,11 @@ func TestSimulateRun(t *testing.T) {
 	if _, again, _ := runArgs(t, args...); again != out {
 		t.Fatal("the same seed gave different output")
 	}
-	code, text, _ := runArgs(t, "simulate", "--duration", "30m")
+	code, text, errOut := runArgs(t, "simulate", "--duration", "30m", "--mode", "mls")
+	if code != exitOK || !strings.Contains(text, "mls mode") {
+		t.Fatalf("mls mode: exit %d: %s\n%s", code, errOut, text)
+	}
+	code, text, _ = runArgs(t, "simulate", "--duration", "30m")
 	if code != exitOK || !strings.Contains(text, "Convergence: ") || !strings.Contains(text, "undecryptable for at least one member") {
 		t.Fatalf("exit %d, text:\n%s", code, text)
 	}
@@ -85,6 +89,7 @@ func TestSimulateUsage(t *testing.T) {
 		{[]string{"simulate", "--out", "d"}, exitUsage, "go with --sweep"},
 		{[]string{"simulate", "--powers", "9"}, exitInvalid, "powers: 9, want 1 to servers (3)"},
 		{[]string{"simulate", "--partition-mean", "5m"}, exitUsage, "go with --partitions-per-day"},
+		{[]string{"simulate", "--mode", "mls", "--servers", "40", "--powers", "1"}, exitInvalid, "mls mode runs at most 32 clients"},
 	} {
 		code, out, errOut := runArgs(t, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
