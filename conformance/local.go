@@ -33,7 +33,10 @@ type Local struct {
 // sends many requests from one device). opts change the server (the
 // suite's own tests make it misbehave). The MLS room versions must be
 // registered (roomversion.Register).
-func StartLocal(dir string, suite *SuiteServer, opts mlsserver.Options, logs io.Writer) (*Local, error) {
+//
+// database is the server's storage connection string ("" for SQLite in
+// dir).
+func StartLocal(dir, database string, suite *SuiteServer, opts mlsserver.Options, logs io.Writer) (*Local, error) {
 	certFile, keyFile, err := selfSignedCert(dir, "server", LocalServerName)
 	if err != nil {
 		return nil, fmt.Errorf("conformance: the server's certificate: %w", err)
@@ -41,6 +44,9 @@ func StartLocal(dir string, suite *SuiteServer, opts mlsserver.Options, logs io.
 	args := []string{"--server-name", LocalServerName, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
 		"--log-level", "warn", "--rate-limit=false", "--shutdown-timeout", "2s",
 		"--federation", "--federation-listen", "127.0.0.1:0", "--federation-tls-cert", certFile, "--federation-tls-key", keyFile}
+	if database != "" {
+		args = append(args, "--database", database)
+	}
 	if suite != nil {
 		args = append(args, "--federation-trust-ca", suite.CertFile)
 		for _, n := range suite.Names {
@@ -110,9 +116,16 @@ func Setup(tb testing.TB, opts mlsserver.Options) (*Env, string) {
 // environment variables say (the suite's own tests).
 func SetupLocal(tb testing.TB, opts mlsserver.Options) (*Env, string) {
 	tb.Helper()
+	return SetupLocalDatabase(tb, opts, "")
+}
+
+// SetupLocalDatabase is SetupLocal with the server's storage at database
+// ("" for SQLite in a temporary directory).
+func SetupLocalDatabase(tb testing.TB, opts mlsserver.Options, database string) (*Env, string) {
+	tb.Helper()
 	suite := startSuite(tb)
 	logs := &logBuffer{}
-	local, err := StartLocal(tb.TempDir(), suite, opts, logs)
+	local, err := StartLocal(tb.TempDir(), database, suite, opts, logs)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -128,7 +141,11 @@ func SetupLocal(tb testing.TB, opts mlsserver.Options) (*Env, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return env, "our mlsserver in-process (" + local.Target.ServerName + ")"
+	backend := "SQLite"
+	if database != "" {
+		backend = "PostgreSQL"
+	}
+	return env, "our mlsserver in-process (" + local.Target.ServerName + ", " + backend + ")"
 }
 
 // startSuite starts the suite's homeserver for tb's test.
