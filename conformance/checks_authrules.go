@@ -18,21 +18,24 @@ import (
 )
 
 // AuthRuleChecks are the auth-rule cases of authrulestest.Cases (the
-// table the authrules package tests with), generated at run time for the
-// suite's servers as A, B and D and the server under test as C (a server
-// in servers and can_propose, not in powers), each in a room of its own:
-// the suite invites a user of the server under test with the room's
-// epoch-0 commit, the user joins, the suite sends the events the room
-// holds in the case and then the case's event over /send, and the
-// verdict is read back (the /send answer; GET /event: 404 for rejected,
-// unsigned de.bwi.mls.soft_failed naming the case for soft-failed, SPEC-NOTES §11)
-// and compared with the table's.
+// table the authrules package tests with), generated at run time with the
+// suite's servers in three of the roles A, B, C and D and the server
+// under test in the fourth (C, else B, else D: the first the suite can
+// play the case in), each in a room of its own. Most cases are played over
+// /send: the suite invites a user of the server under test with the
+// room's epoch-0 commit, the user joins, the suite sends the events the
+// room holds in the case and then the case's event, and the verdict is
+// read back (the /send answer; GET /event: 404 for rejected, unsigned
+// de.bwi.mls.soft_failed naming the case for soft-failed, SPEC-NOTES §11).
+// Cases of a create event or an epoch-0 commit are played through the
+// remote invite itself (inviteMode). The verdict is compared with the
+// table's.
 //
 // A case is left out, by what it is made of, when the suite cannot play
-// it: an event of C's (the suite cannot sign as the server under test), a
-// room without an epoch-0 commit that lists C (nothing to invite with: the
-// create-event cases), or an auth event the server must never have
-// received (the suite serves every event it sends).
+// it in any role (AuthRuleCasesLeftOut says which and why): an event of
+// the server under test's (the suite cannot sign as it), a state before
+// the event that its prev events do not lead to, an auth event the server
+// must never have received (the suite serves every event it sends).
 func AuthRuleChecks() []Check {
 	var out []Check
 	for _, pc := range playableCases() {
