@@ -41,9 +41,11 @@ const (
 	// in-process server can be told of).
 	EnvSuiteListen = "MLSMODE_CONFORMANCE_SUITE_LISTEN"
 	// EnvSuiteTLS is a directory holding the suite's TLS certificate and
-	// key (suite-cert.pem, suite-key.pem); they are created there if
-	// missing, so the server under test can be told once to trust
-	// suite-cert.pem. Default: a new pair in a temporary directory.
+	// key (suite-cert.pem, suite-key.pem) and signing keys
+	// (suite-keys.json); they are created there if missing, so the server
+	// under test can be told once to trust suite-cert.pem and keeps the
+	// keys it fetched across runs. Default: new ones in a temporary
+	// directory.
 	EnvSuiteTLS = "MLSMODE_CONFORMANCE_SUITE_TLS_DIR"
 	// EnvReport is a file the JSON report is written to.
 	EnvReport = "MLSMODE_CONFORMANCE_REPORT"
