@@ -96,6 +96,13 @@ func (c *client) onCommit(ev *rvEvent, ct int) {
 	case ct == c.at || c.history[ct]:
 		return // an equivalent commit: the same MLS commit applied twice
 	case c.joined && mc.parent == c.at:
+		if mc.change.add == c.idx {
+			// Added again while it still has the room (two members
+			// answered its loss): its old leaf goes, and it joins from
+			// the commit's Welcome.
+			c.join(ev, ct)
+			return
+		}
 		c.merge(ev, ct)
 		return
 	case !c.stuck && c.at >= 0:

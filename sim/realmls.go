@@ -22,6 +22,9 @@ type realClient struct {
 	cred   mls.Credential
 	kp     *mls.KeyPackage
 	kpSec  *mls.KeyPackageSecrets
+	// old are its earlier key packages: a Welcome may be for one that
+	// an add commit took before a later join replaced it.
+	old    []keyPackage
 	group  *mls.Group
 	staged *mls.StagedCommit
 }
@@ -45,8 +48,16 @@ func (w *World) newRealClient(c *client) error {
 	return w.freshKeyPackage(c)
 }
 
+type keyPackage struct {
+	kp  *mls.KeyPackage
+	sec *mls.KeyPackageSecrets
+}
+
 func (w *World) freshKeyPackage(c *client) error {
 	rc := c.real
+	if rc.kp != nil {
+		rc.old = append(rc.old, keyPackage{rc.kp, rc.kpSec})
+	}
 	kp, sec, err := mls.NewKeyPackage(mls.KeyPackageParams{Signer: rc.signer, Credential: rc.cred, Now: func() time.Time { return w.now }})
 	if err != nil {
 		return fmt.Errorf("sim: key package of client %d: %w", c.idx, err)
@@ -179,6 +190,9 @@ func (c *client) realJoin(ev *rvEvent, ct int) error {
 		return fmt.Errorf("sim: client %d: no Welcome for the commit of epoch %d", c.idx, ev.Epoch())
 	}
 	g, err := mls.JoinFromWelcome(wel.Welcome, mls.JoinParams{KeyPackage: rc.kp, Secrets: rc.kpSec, Signer: rc.signer, Config: w.groupConfig()})
+	for i := len(rc.old) - 1; err != nil && i >= 0; i-- {
+		g, err = mls.JoinFromWelcome(wel.Welcome, mls.JoinParams{KeyPackage: rc.old[i].kp, Secrets: rc.old[i].sec, Signer: rc.signer, Config: w.groupConfig()})
+	}
 	if err != nil {
 		return fmt.Errorf("sim: client %d joining from the Welcome of epoch %d: %w", c.idx, ev.Epoch(), err)
 	}

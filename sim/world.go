@@ -556,6 +556,8 @@ func (w *World) handle(it *item) {
 		for _, i := range w.parts[it.a].Side {
 			w.side[i] = 1
 		}
+		// A partition replacing another may open links the other cut.
+		w.release()
 	case kPartEnd:
 		if w.activePart != it.a || w.ended {
 			return
