@@ -30,6 +30,9 @@ type PendingCommit struct {
 type RoomStatus struct {
 	RoomID     string
 	Membership string // "invite", "join" or "leave"
+	// InGroup says whether this device has the room's MLS group: false for
+	// a room its account joined from another device until Join.
+	InGroup    bool
 	Inviter    string
 	Epoch      uint64
 	CommitID   string
@@ -89,6 +92,7 @@ func (c *Client) Status(roomID string) (RoomStatus, error) {
 		s.FederationMap = slices.Clone(r.AuthData)
 	}
 	if r.group != nil {
+		s.InGroup = true
 		s.Epoch = r.group.Epoch()
 		for _, m := range r.group.Members() {
 			mem := Member{LeafIndex: m.LeafIndex}

@@ -151,6 +151,7 @@ func cmdRooms(e *env, args []string) error {
 		Name       string `json:"name,omitempty"`
 		Topic      string `json:"topic,omitempty"`
 		Inviter    string `json:"inviter,omitempty"`
+		InGroup    bool   `json:"in_group"`
 		Members    int    `json:"members"`
 		Messages   int    `json:"messages"`
 		Problem    string `json:"problem,omitempty"`
@@ -162,7 +163,7 @@ func cmdRooms(e *env, args []string) error {
 			continue
 		}
 		r := roomJSON{RoomID: id, Membership: st.Membership, Name: st.Name, Topic: st.Topic, Inviter: st.Inviter,
-			Members: len(st.Members), Messages: len(a.c.Messages(id))}
+			InGroup: st.InGroup, Members: len(st.Members), Messages: len(a.c.Messages(id))}
 		switch {
 		case st.Broken != nil:
 			r.Problem = "broken: " + st.Broken.Reason
@@ -193,6 +194,12 @@ func cmdRooms(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "%s: you left\n", label)
 		case "":
 			fmt.Fprintf(e.stdout, "%s: a Welcome arrived, but no invite for you\n", label)
+		case "join":
+			if !r.InGroup {
+				fmt.Fprintf(e.stdout, "%s: your account is in this room from another device; join this device with: mlschat join %s\n", label, r.RoomID)
+				continue
+			}
+			fallthrough
 		default:
 			fmt.Fprintf(e.stdout, "%s: %s, %s", label, plural(r.Members, "member device"), plural(r.Messages, "message"))
 			if r.Problem != "" {
@@ -278,12 +285,6 @@ func cmdJoin(e *env, args []string) error {
 	defer cancel()
 	if err := a.c.Join(ctx, id); err != nil {
 		if errors.Is(err, ctx.Err()) && e.ctx.Err() == nil {
-			if st, serr := a.c.Status(id); serr == nil && st.Membership == "" {
-				// The Welcome is here but the server never listed an
-				// invite for this device: another device of the account
-				// joined first, and the room comes as joined.
-				return fmt.Errorf("the Welcome for %s arrived, but your account had already joined the room from another device before this device saw the invite, and this client cannot join a device from a Welcome then: ask a member to remove and invite you again, and have each of your devices run mlschat sync before any of them joins", id)
-			}
 			return fmt.Errorf("no invite with its Welcome for %s arrived within %s: ask a member to invite you (mlschat invite %s %s)", id, *timeout, id, a.c.UserID())
 		}
 		return err

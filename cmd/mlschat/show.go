@@ -175,6 +175,10 @@ func (a *account) statusWords(st client.RoomStatus) []string {
 		return w
 	case "leave":
 		return append(w, "you left this room")
+	case "join":
+		if !st.InGroup {
+			return append(w, fmt.Sprintf("your account is in this room from another device, this device not yet: mlschat join %s", st.RoomID))
+		}
 	case "":
 		return append(w, fmt.Sprintf("a Welcome for this room arrived, but no invite for you: mlschat join %s waits for it", st.RoomID))
 	}

@@ -15,7 +15,7 @@ import (
 func TestStatusWords(t *testing.T) {
 	a := &account{}
 	expires := time.Now().Add(10 * time.Minute).Truncate(time.Second)
-	st := client.RoomStatus{
+	st := client.RoomStatus{InGroup: true,
 		RoomID: "!r:a.test", Membership: "join", Powers: []string{"a.test", "b.test"},
 		Pending: &client.PendingCommit{EventID: "$c", Pending: true, SentAt: expires.Add(-11 * time.Minute), Expires: expires},
 		Undecryptable: []client.Undecryptable{
@@ -46,7 +46,7 @@ func TestStatusWords(t *testing.T) {
 		t.Errorf("a broken room is not said first:\n%s", got)
 	}
 
-	st = client.RoomStatus{RoomID: "!r:a.test", Membership: "join", NeedsWelcome: "commit $c from b.test won at epoch 4",
+	st = client.RoomStatus{RoomID: "!r:a.test", Membership: "join", InGroup: true, NeedsWelcome: "commit $c from b.test won at epoch 4",
 		Pending: &client.PendingCommit{EventID: "$d", SentAt: expires}}
 	got = strings.Join(a.statusWords(st), "\n")
 	for _, want := range []string{
@@ -58,7 +58,7 @@ func TestStatusWords(t *testing.T) {
 		}
 	}
 	past := time.Now().Add(-time.Minute)
-	st = client.RoomStatus{Membership: "join", Pending: &client.PendingCommit{EventID: "$p", Pending: true, SentAt: past.Add(-11 * time.Minute), Expires: past}}
+	st = client.RoomStatus{Membership: "join", InGroup: true, Pending: &client.PendingCommit{EventID: "$p", Pending: true, SentAt: past.Add(-11 * time.Minute), Expires: past}}
 	if got := strings.Join(a.statusWords(st), "\n"); !strings.Contains(got, "your pending change was not applied by "+clock(past)+", when the room's ordering servers' windows ended: it is most likely lost") {
 		t.Errorf("words of an expired pending commit: %q", got)
 	}
@@ -69,7 +69,15 @@ func TestStatusWords(t *testing.T) {
 	if got := a.statusWords(client.RoomStatus{RoomID: "!r:a.test"}); len(got) != 1 || got[0] != "a Welcome for this room arrived, but no invite for you: mlschat join !r:a.test waits for it" {
 		t.Errorf("words of a room known only by its Welcome: %q", got)
 	}
-	if got := a.statusWords(client.RoomStatus{Membership: "join"}); len(got) != 0 {
+	if got := a.statusWords(client.RoomStatus{Membership: "join", InGroup: true}); len(got) != 0 {
 		t.Errorf("a healthy room has words: %q", got)
+	}
+}
+
+func TestStatusWordsDeviceNotInGroup(t *testing.T) {
+	a := &account{}
+	got := a.statusWords(client.RoomStatus{RoomID: "!r:a.test", Membership: "join"})
+	if len(got) != 1 || got[0] != "your account is in this room from another device, this device not yet: mlschat join !r:a.test" {
+		t.Fatalf("words of a room joined from another device: %q", got)
 	}
 }
