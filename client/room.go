@@ -398,7 +398,9 @@ func (c *Client) commitAndWait(ctx context.Context, r *room, build proposalBuild
 				return err
 			}
 			if own.Pending && c.cfg.Now().After(own.Expires) {
-				r.Own = nil
+				// Given up, but kept: should a power still apply it, the
+				// client recognises its own commit (Status.Pending shows
+				// it, past Expires, until another commit replaces it).
 				r.LostCommits = append(r.LostCommits, own.EventID)
 				_ = c.saveRoom(ctx, r, nil)
 				return ErrPendingCommitExpired
