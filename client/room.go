@@ -155,7 +155,8 @@ type ownCommit struct {
 	EventID  string    `json:"event_id,omitempty"`
 	SentAt   time.Time `json:"sent_at"`
 	Expires  time.Time `json:"expires"`
-	// Outcome is "", "accepted" or "lost" (another commit won).
+	// Outcome is "", "accepted", "lost" (another commit won) or
+	// "expired" (given up; still recognised if it comes back).
 	Outcome string `json:"outcome,omitempty"`
 }
 
@@ -401,6 +402,7 @@ func (c *Client) commitAndWait(ctx context.Context, r *room, build proposalBuild
 				// Given up, but kept: should a power still apply it, the
 				// client recognises its own commit (Status.Pending shows
 				// it, past Expires, until another commit replaces it).
+				own.Outcome = "expired"
 				r.LostCommits = append(r.LostCommits, own.EventID)
 				_ = c.saveRoom(ctx, r, nil)
 				return ErrPendingCommitExpired

@@ -511,6 +511,9 @@ func (c *Client) handleCommit(ctx context.Context, r *room, ev *syncEvent) error
 			}
 			r.MyAdds[ev.EventID] = own.Adds
 		}
+		if own.Outcome == "expired" {
+			r.LostCommits = slices.DeleteFunc(r.LostCommits, func(id string) bool { return id == own.EventID })
+		}
 		own.Outcome, r.Own = "accepted", nil
 		c.retryDeferred(r)
 		return nil
@@ -548,8 +551,10 @@ func (c *Client) applyCommit(r *room, ev *syncEvent, m *mls.MLSMessage) error {
 	r.CommitID, r.AuthData = ev.EventID, rec.AuthenticatedData
 	r.linked(ev.EventID, rec.Epoch)
 	if r.Own != nil {
+		if r.Own.Outcome == "" {
+			r.LostCommits = append(r.LostCommits, r.Own.EventID)
+		}
 		r.Own.Outcome = "lost"
-		r.LostCommits = append(r.LostCommits, r.Own.EventID)
 		r.Own = nil
 	}
 	if r.group.Removed() {
