@@ -292,7 +292,7 @@ func runAuthCase(c *C, name string, role byte) {
 		runInviteCase(c, cs, mode)
 		return
 	}
-	u := c.User("rules")
+	u := c.SharedUser("rules")
 	c0 := inviteCommit(cs, c.Env.ServerName)
 	status, body := invite(c, cs.Create.RoomID().String(), "@inviter:"+SuiteNameA, u.UserID, cs.Create.JSON(), c0.JSON())
 	if status != 200 {
@@ -369,8 +369,7 @@ func runInviteCase(c *C, cs *authrulestest.Case, mode string) {
 		commit = epochZeroCommit(c, roomID, roomversion.ReferenceIDOf(cs.JSON), suite, []string{SuiteNameA, c.Env.ServerName}).JSON()
 	}
 	c.Env.Suite.Serve(create, commit)
-	u := c.User("rules")
-	u.Sync(0)
+	u := c.SharedUser("rules")
 	status, body := invite(c, roomID, "@inviter:"+SuiteNameA, u.UserID, create, commit)
 	join := u.Do("POST", testclient.RoomPath(roomID, "/join"), map[string]any{})
 	if cs.Rule != "" {

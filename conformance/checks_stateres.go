@@ -86,7 +86,7 @@ func runStateRes(c *C, name string, winnerFirst bool) {
 		c.Fatalf("scenario %s does not start with the create event and the epoch-0 commit", name)
 	}
 	create, c0 := evs[0], evs[1]
-	u := c.User("stateres")
+	u := c.SharedUser("stateres")
 	status, body := invite(c, roomID, "@inviter:"+SuiteNameA, u.UserID, create.JSON(), c0.JSON())
 	if status != 200 {
 		c.Fatalf("setting up the scenario: PUT invite with its epoch-0 commit: %d %s", status, clip(body))

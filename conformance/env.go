@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,9 @@ type Env struct {
 
 	// seq numbers the users, rooms and transactions of the run.
 	seq atomic.Int64
+
+	mu     sync.Mutex
+	shared map[string]*testclient.Client
 }
 
 // NewPrefix returns a fresh per-run user name prefix ("cf1a2b3c4d-").
@@ -97,6 +101,26 @@ func NewPrefix() string {
 func (c *C) User(name string) *testclient.Client {
 	n := c.Env.seq.Add(1)
 	return testclient.New(c, c.Env.ClientURL, c.Env.HTTP, fmt.Sprintf("%s%s%d", c.Env.Prefix, name, n))
+}
+
+// SharedUser returns the run's user named name, registered by the first
+// check that asks, as a copy bound to c. Checks that only need a user to
+// invite into rooms of their own share one (registration costs the server
+// a password hash); the copy's MLS state is not shared.
+func (c *C) SharedUser(name string) *testclient.Client {
+	c.Env.mu.Lock()
+	defer c.Env.mu.Unlock()
+	if c.Env.shared == nil {
+		c.Env.shared = map[string]*testclient.Client{}
+	}
+	u, ok := c.Env.shared[name]
+	if !ok {
+		u = c.User(name)
+		c.Env.shared[name] = u
+	}
+	cp := *u
+	cp.T = c
+	return &cp
 }
 
 // NeedFederation ends the check, failed, when the run has no federation
