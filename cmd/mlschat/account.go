@@ -86,6 +86,21 @@ func (e *env) accountDir() (string, error) {
 // open opens the account: it locks the directory (one mlschat per
 // account at a time: two would reuse each other's keys) and resumes the
 // client from its store.
+// openRoom opens the account and resolves room, a room it knows (by ID,
+// alias of this tool or name); the caller closes the account.
+func (e *env) openRoom(room string) (*account, string, error) {
+	a, err := e.open()
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := a.knownRoom(room)
+	if err != nil {
+		a.close()
+		return nil, "", err
+	}
+	return a, id, nil
+}
+
 func (e *env) open() (*account, error) {
 	dir, err := e.accountDir()
 	if err != nil {

@@ -231,15 +231,11 @@ func cmdInvite(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	user, err := a.userID(rest[1])
 	if err != nil {
 		return err
@@ -311,15 +307,11 @@ func cmdSend(e *env, args []string) error {
 	if strings.TrimSpace(text) == "" {
 		return usagef("nothing to send")
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
@@ -343,15 +335,11 @@ func setStringState(e *env, field, typ string, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	text := strings.Join(rest[1:], " ")
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
@@ -373,15 +361,11 @@ func cmdState(e *env, args []string) error {
 	if len(rest) != 1 && len(rest) != 4 {
 		return usagef("give ROOM alone to print the state, or ROOM TYPE KEY JSON to set one event")
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
@@ -435,15 +419,11 @@ func cmdRemove(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	user, err := a.userID(rest[1])
 	if err != nil {
 		return err
@@ -465,15 +445,11 @@ func cmdLeave(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	label := roomLabel(a, id)
 	if err := a.c.Leave(e.ctx, id); err != nil {
 		return err
@@ -489,15 +465,11 @@ func cmdSuccessor(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := e.open()
+	a, id, err := e.openRoom(rest[0])
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	id, err := a.knownRoom(rest[0])
-	if err != nil {
-		return err
-	}
 	if err := a.c.Sync(e.ctx, 0); err != nil {
 		return err
 	}
