@@ -22,8 +22,15 @@
 // wins) and the epochs it holds keys for. A client that merged a commit
 // that lost and cannot roll back within the window has lost the room and
 // needs a new Welcome; the simulator has a member add it again. A member
-// can decrypt a message when it holds the keys of the message's epoch
-// (clients keep past epochs' keys for late messages).
+// can decrypt a message when, as it arrives, the member holds the keys of
+// its epoch: its current epoch or one of the 4 before it on its group's
+// path (the mls package's default epoch history).
+//
+// The "mls" mode (Config.Mode, at most MaxMLSClients clients) makes every
+// client a real MLS group member (package mls): commits, Welcomes,
+// rollbacks to kept states and decryption are real. Both modes draw the
+// same workload from the seed; the tests check they report the same
+// outcomes.
 //
 // The network gives each link a latency, jitter and loss (lost
 // transmissions are retried), keeps each link's order, holds what a
