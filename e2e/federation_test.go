@@ -4,19 +4,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mlsmode/mlsmode/federation"
+	"github.com/mlsmode/mlsmode/internal/loopback"
 	"github.com/mlsmode/mlsmode/internal/testclient"
 )
 
@@ -33,30 +25,8 @@ import (
 // and trusts it through --federation-trust-ca.
 func writeFederationCert(t testing.TB, dir string, names ...string) (certFile, keyFile string) {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFile, keyFile, _, err := loopback.WriteCert(dir, time.Hour, names...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mlsserver e2e federation"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: names,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "fed-cert.pem"), filepath.Join(dir, "fed-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
@@ -64,29 +34,13 @@ func writeFederationCert(t testing.TB, dir string, names ...string) (certFile, k
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago: each
 // server's --federation-resolve needs the other's port before it starts.
-//
-// The port is drawn below Linux's ephemeral range (32768-60999), from which
-// the kernel hands out ports to connections and to ":0" listeners (the
-// harness's proxies): a port taken from that range and closed again could
-// be handed out to one of them before the server binds it.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	var b [2]byte
-	for range 200 {
-		if _, err := rand.Read(b[:]); err != nil {
-			t.Fatal(err)
-		}
-		port := 20000 + int(binary.BigEndian.Uint16(b[:]))%12000
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // taken
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port found in 20000-31999")
-	return ""
+	return addr
 }
 
 // startFederatingPair starts a.test and b.test as two processes, each with

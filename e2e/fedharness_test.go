@@ -5,19 +5,16 @@ package e2e
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mlsmode/mlsmode/internal/loopback"
 	"github.com/mlsmode/mlsmode/internal/testclient"
 	"github.com/mlsmode/mlsmode/mls"
 	"github.com/mlsmode/mlsmode/roomversion/fedmap"
@@ -40,7 +37,7 @@ type fedHarness struct {
 	start   string // --clock-start, shared by all servers and restarts
 	servers map[string]*fedServer
 	names   []string
-	links   map[[2]string]*linkProxy // by {from, to}
+	links   map[[2]string]*loopback.LinkProxy // by {from, to}
 	// hc trusts the certificate (direct requests to federation
 	// listeners).
 	hc *http.Client
@@ -72,7 +69,7 @@ func newFedHarness(t testing.TB, speed float64, names ...string) *fedHarness {
 	h := &fedHarness{
 		t: t, bin: buildServer(t), dir: dir, cert: cert, key: key, speed: speed,
 		start:   time.Now().UTC().Format(time.RFC3339Nano),
-		servers: map[string]*fedServer{}, names: names, links: map[[2]string]*linkProxy{},
+		servers: map[string]*fedServer{}, names: names, links: map[[2]string]*loopback.LinkProxy{},
 		hc: &http.Client{Timeout: 10 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
 	}
@@ -113,7 +110,7 @@ func (h *fedHarness) args(name string) []string {
 		"--clock-speed", strconv.FormatFloat(h.speed, 'g', -1, 64), "--clock-start", h.start}
 	for _, to := range h.names {
 		if to != name {
-			args = append(args, "--federation-resolve", to+"="+h.links[[2]string{name, to}].addr)
+			args = append(args, "--federation-resolve", to+"="+h.links[[2]string{name, to}].Addr())
 		}
 	}
 	return args
@@ -200,7 +197,7 @@ func (h *fedHarness) setBlocked(from, to string, blocked bool) {
 	n := 0
 	for k, l := range h.links {
 		if k[1] == to && (from == "" || k[0] == from) {
-			l.setBlocked(blocked)
+			l.SetBlocked(blocked)
 			n++
 		}
 	}
@@ -215,187 +212,15 @@ func (h *fedHarness) User(server, name string) *testclient.Client {
 	return testclient.New(h.t, h.server(server).URL, httpClient, name)
 }
 
-// linkProxy forwards TCP connections to a server's federation listener
-// unless blocked.
-type linkProxy struct {
-	addr   string
-	target string
-	ln     net.Listener
-
-	mu      sync.Mutex
-	blocked bool
-	conns   map[net.Conn]struct{}
-	// accepted and refused count connections, for the harness's own test.
-	accepted, refused int
-}
-
-// startLinkProxy listens on 127.0.0.1 and forwards to target until the
-// test ends.
-func startLinkProxy(t testing.TB, target string) *linkProxy {
+// startLinkProxy starts a link proxy to target, closed when the test ends.
+func startLinkProxy(t testing.TB, target string) *loopback.LinkProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := loopback.StartLinkProxy(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &linkProxy{addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go l.serve(c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		l.setBlocked(true) // closes the connections still open
-	})
+	t.Cleanup(l.Close)
 	return l
-}
-
-// serve forwards one connection, or closes it if the link is blocked or
-// the target does not answer.
-func (l *linkProxy) serve(in net.Conn) {
-	if !l.track(in) {
-		in.Close()
-		return
-	}
-	defer l.untrack(in)
-	out, err := net.DialTimeout("tcp", l.target, 5*time.Second)
-	if err != nil {
-		in.Close()
-		return
-	}
-	if !l.track(out) {
-		in.Close()
-		out.Close()
-		return
-	}
-	defer l.untrack(out)
-	var wg sync.WaitGroup
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		// Either side ending ends both: a half-closed TLS connection is
-		// of no use.
-		dst.Close()
-		src.Close()
-	}
-	wg.Go(func() { pipe(out, in) })
-	wg.Go(func() { pipe(in, out) })
-	wg.Wait()
-}
-
-// track registers c as open, false if the link is blocked.
-func (l *linkProxy) track(c net.Conn) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.blocked {
-		l.refused++
-		return false
-	}
-	l.accepted++
-	l.conns[c] = struct{}{}
-	return true
-}
-
-func (l *linkProxy) untrack(c net.Conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.conns, c)
-}
-
-// setBlocked blocks or unblocks the link; blocking closes the open
-// connections.
-func (l *linkProxy) setBlocked(blocked bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.blocked = blocked
-	if blocked {
-		for c := range l.conns {
-			c.Close()
-		}
-	}
-}
-
-// counts returns how many connections were forwarded and refused.
-func (l *linkProxy) counts() (accepted, refused int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.accepted, l.refused
-}
-
-// The link proxy forwards while unblocked; Block closes the connection in
-// flight and refuses new ones; Unblock forwards again.
-func TestFedHarnessLinkProxy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
-	l := startLinkProxy(t, ln.Addr().String())
-	echo := func(c net.Conn, msg string) error {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return err
-		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return err
-		}
-		if string(buf) != msg {
-			return fmt.Errorf("echoed %q, want %q", buf, msg)
-		}
-		return nil
-	}
-	c1, err := net.Dial("tcp", l.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c1.Close()
-	if err := echo(c1, "before"); err != nil {
-		t.Fatalf("unblocked link: %v", err)
-	}
-	l.setBlocked(true)
-	// The open connection is cut (not left hanging till the deadline).
-	_ = c1.SetDeadline(time.Now().Add(5 * time.Second))
-	var ne net.Error
-	if _, err := c1.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the connection open at Block was not closed: read %v", err)
-	}
-	// A new connection is accepted by the listener, then closed unused.
-	c2, err := net.Dial("tcp", l.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	if err := echo(c2, "during"); err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("a connection made while blocked was not closed: %v", err)
-	}
-	l.setBlocked(false)
-	c3, err := net.Dial("tcp", l.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
-	if err := echo(c3, "after"); err != nil {
-		t.Fatalf("after Unblock: %v", err)
-	}
-	if acc, ref := l.counts(); acc < 2 || ref != 1 {
-		t.Errorf("proxy counted %d connections forwarded (want at least 2: 2 in, 2 out), %d refused (want 1)", acc, ref)
-	}
 }
 
 // The harness on two real servers: Block of the link a.test -> b.test
@@ -425,7 +250,7 @@ func TestFedHarnessBlockKillRestart(t *testing.T) {
 			}
 		}
 	}
-	if _, refused := h.links[[2]string{"a.test", "b.test"}].counts(); refused == 0 {
+	if _, refused := h.links[[2]string{"a.test", "b.test"}].Counts(); refused == 0 {
 		t.Error("a.test never tried the blocked link to b.test")
 	}
 	h.Unblock("a.test", "b.test")

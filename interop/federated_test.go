@@ -3,24 +3,16 @@
 package interop
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/binary"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/mlsmode/mlsmode/internal/loopback"
 	"github.com/mlsmode/mlsmode/internal/testclient"
 	"github.com/mlsmode/mlsmode/mls"
 )
@@ -172,53 +164,19 @@ func startFederatingPair(t *testing.T) (urlA, urlB string) {
 // the names, which each server serves and trusts as its CA.
 func writeFederationCert(t *testing.T, dir string, names ...string) (certFile, keyFile string) {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFile, keyFile, _, err := loopback.WriteCert(dir, time.Hour, names...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mlsserver interop federation"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: names,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "fed-cert.pem"), filepath.Join(dir, "fed-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago, drawn
-// below Linux's ephemeral port range so that no ":0" listener or outgoing
-// connection takes it before the server binds it.
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	var b [2]byte
-	for range 200 {
-		if _, err := rand.Read(b[:]); err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+int(binary.BigEndian.Uint16(b[:]))%12000))
-		if err != nil {
-			continue
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port found in 20000-31999")
-	return ""
+	return addr
 }

@@ -3,27 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mlsmode/mlsmode/internal/loopback"
 )
 
 // httpNet is what demo --http runs on loopback: one mlsserver process per
@@ -38,7 +31,7 @@ type httpNet struct {
 	start   time.Time
 	names   []string
 	servers map[string]*httpServer
-	links   map[[2]string]*linkProxy
+	links   map[[2]string]*loopback.LinkProxy
 	stderr  io.Writer
 }
 
@@ -86,18 +79,18 @@ func buildMLSServer(ctx context.Context, bin, dir string, stderr io.Writer) (str
 // its client API and its federation key.
 func startHTTPNet(ctx context.Context, bin, dir string, speed float64, stderr io.Writer, names ...string) (n *httpNet, err error) {
 	n = &httpNet{dir: dir, bin: bin, speed: speed, start: time.Now().UTC(), names: names,
-		servers: map[string]*httpServer{}, links: map[[2]string]*linkProxy{}, stderr: stderr}
+		servers: map[string]*httpServer{}, links: map[[2]string]*loopback.LinkProxy{}, stderr: stderr}
 	defer func() {
 		if err != nil {
 			n.close()
 		}
 	}()
-	cert, key, pool, err := writeDemoCert(dir, names)
+	cert, key, pool, err := loopback.WriteCert(dir, 24*time.Hour, names...)
 	if err != nil {
 		return n, err
 	}
 	for _, name := range names {
-		fa, err := freeLoopbackAddr()
+		fa, err := loopback.FreeAddr()
 		if err != nil {
 			return n, err
 		}
@@ -106,7 +99,7 @@ func startHTTPNet(ctx context.Context, bin, dir string, speed float64, stderr io
 	for _, from := range names {
 		for _, to := range names {
 			if from != to {
-				l, err := startLinkProxy(n.servers[to].fedAddr)
+				l, err := loopback.StartLinkProxy(n.servers[to].fedAddr)
 				if err != nil {
 					return n, err
 				}
@@ -160,7 +153,7 @@ func (n *httpNet) launch(ctx context.Context, name, cert, key string) error {
 		"--clock-speed", strconv.FormatFloat(n.speed, 'g', -1, 64), "--clock-start", n.start.Format(time.RFC3339Nano)}
 	for _, to := range n.names {
 		if to != name {
-			args = append(args, "--federation-resolve", to+"="+n.links[[2]string{name, to}].addr)
+			args = append(args, "--federation-resolve", to+"="+n.links[[2]string{name, to}].Addr())
 		}
 	}
 	logf, err := os.Create(s.logPath)
@@ -214,8 +207,8 @@ func (n *httpNet) launch(ctx context.Context, name, cert, key string) error {
 func (n *httpNet) split(one, other []string) {
 	for _, a := range one {
 		for _, b := range other {
-			n.links[[2]string{a, b}].setBlocked(true)
-			n.links[[2]string{b, a}].setBlocked(true)
+			n.links[[2]string{a, b}].SetBlocked(true)
+			n.links[[2]string{b, a}].SetBlocked(true)
 		}
 	}
 }
@@ -223,7 +216,7 @@ func (n *httpNet) split(one, other []string) {
 // heal restores every link.
 func (n *httpNet) heal() {
 	for _, l := range n.links {
-		l.setBlocked(false)
+		l.SetBlocked(false)
 	}
 }
 
@@ -255,158 +248,7 @@ func (n *httpNet) close() error {
 		}
 	}
 	for _, l := range n.links {
-		l.close()
+		l.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// writeDemoCert writes a self-signed certificate for the server names
-// and 127.0.0.1 (the address --federation-resolve dials) into dir.
-func writeDemoCert(dir string, names []string) (certFile, keyFile string, pool *x509.CertPool, err error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mlsroom demo federation"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: names,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		return "", "", nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return "", "", nil, err
-	}
-	certFile, keyFile = filepath.Join(dir, "fed-cert.pem"), filepath.Join(dir, "fed-key.pem")
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		return "", "", nil, err
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return "", "", nil, err
-	}
-	pool = x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return certFile, keyFile, pool, nil
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 address that was free a moment
-// ago, below Linux's ephemeral port range (32768-60999) so that no
-// outgoing connection or ":0" listener takes it before the server binds
-// it.
-func freeLoopbackAddr() (string, error) {
-	var b [2]byte
-	for range 200 {
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", err
-		}
-		port := 20000 + (int(b[0])<<8|int(b[1]))%12000
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr, nil
-	}
-	return "", errors.New("no free port found in 127.0.0.1:20000-31999")
-}
-
-// linkProxy forwards TCP connections to a server's federation listener
-// unless blocked; blocking closes the connections open through it.
-type linkProxy struct {
-	addr   string
-	target string
-	ln     net.Listener
-	done   chan struct{}
-
-	mu      sync.Mutex
-	blocked bool
-	conns   map[net.Conn]struct{}
-}
-
-func startLinkProxy(target string) (*linkProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	l := &linkProxy{addr: ln.Addr().String(), target: target, ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
-	go func() {
-		defer close(l.done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go l.serve(c)
-		}
-	}()
-	return l, nil
-}
-
-func (l *linkProxy) serve(in net.Conn) {
-	if !l.track(in) {
-		in.Close()
-		return
-	}
-	defer l.untrack(in)
-	out, err := net.DialTimeout("tcp", l.target, 5*time.Second)
-	if err != nil {
-		in.Close()
-		return
-	}
-	if !l.track(out) {
-		in.Close()
-		out.Close()
-		return
-	}
-	defer l.untrack(out)
-	var wg sync.WaitGroup
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		dst.Close()
-		src.Close()
-	}
-	wg.Go(func() { pipe(out, in) })
-	wg.Go(func() { pipe(in, out) })
-	wg.Wait()
-}
-
-func (l *linkProxy) track(c net.Conn) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.blocked {
-		return false
-	}
-	l.conns[c] = struct{}{}
-	return true
-}
-
-func (l *linkProxy) untrack(c net.Conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.conns, c)
-}
-
-func (l *linkProxy) setBlocked(blocked bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.blocked = blocked
-	if blocked {
-		for c := range l.conns {
-			c.Close()
-		}
-	}
-}
-
-// close stops the proxy and closes what is open through it.
-func (l *linkProxy) close() {
-	l.ln.Close()
-	<-l.done
-	l.setBlocked(true)
 }

@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mlsmode/mlsmode/roomversion"
 )
@@ -127,69 +124,6 @@ func TestDemoHTTPTranscriptHeader(t *testing.T) {
 	cut := func(s string) string { return s[strings.Index(s, "\nWhat happens"):] }
 	if cut(strings.ReplaceAll(over.String(), "soft-failed as a lost fork, case c, by the servers", "stateres.Losers")) != cut(plain.String()) {
 		t.Error("the --http transcript differs from the in-process one beyond its header and the losers' heading")
-	}
-}
-
-// The link proxy forwards while unblocked; blocking closes the open
-// connection and refuses new ones; unblocking forwards again.
-func TestDemoHTTPLinkProxy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
-	l, err := startLinkProxy(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
-	echo := func(c net.Conn, msg string) error {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return err
-		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return err
-		}
-		if string(buf) != msg {
-			return errors.New("echoed " + string(buf))
-		}
-		return nil
-	}
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", l.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	c1 := dial()
-	if err := echo(c1, "before"); err != nil {
-		t.Fatalf("unblocked: %v", err)
-	}
-	l.setBlocked(true)
-	var ne net.Error
-	_ = c1.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c1.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the connection open when blocked was not closed: %v", err)
-	}
-	if err := echo(dial(), "during"); err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("a connection while blocked was not closed: %v", err)
-	}
-	l.setBlocked(false)
-	if err := echo(dial(), "after"); err != nil {
-		t.Fatalf("after unblocking: %v", err)
 	}
 }
 
