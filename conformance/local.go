@@ -6,11 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mlsmode/mlsmode/internal/loopback"
 	"github.com/mlsmode/mlsmode/internal/mlsserver"
 )
 
@@ -124,7 +123,7 @@ func SetupLocal(tb testing.TB, opts mlsserver.Options) (*Env, string) {
 func SetupLocalDatabase(tb testing.TB, opts mlsserver.Options, database string) (*Env, string) {
 	tb.Helper()
 	suite := startSuite(tb)
-	logs := &logBuffer{}
+	logs := &loopback.LogBuffer{}
 	local, err := StartLocal(tb.TempDir(), database, suite, opts, logs)
 	if err != nil {
 		tb.Fatal(err)
@@ -165,24 +164,6 @@ func startSuite(tb testing.TB) *SuiteServer {
 	}
 	tb.Cleanup(func() { _ = suite.Close() })
 	return suite
-}
-
-// logBuffer keeps a server's logs for a failing run.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // All returns every check of the suite.

@@ -15,11 +15,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mlsmode/mlsmode/internal/loopback"
 	"github.com/mlsmode/mlsmode/internal/testdb"
 )
 
@@ -32,10 +32,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	serverBin = filepath.Join(dir, "mlsserver")
-	out, err := exec.Command("go", "build", "-o", serverBin, "../cmd/mlsserver").CombinedOutput()
+	serverBin, err = loopback.BuildServer(context.Background(), dir)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build ../cmd/mlsserver: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -50,31 +49,13 @@ func buildServer(t testing.TB) string {
 	return serverBin
 }
 
-// logBuffer collects a process's stderr.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // process is one running mlsserver.
 type process struct {
 	t    testing.TB
 	name string
 	cmd  *exec.Cmd
 	url  string
-	logs *logBuffer
+	logs *loopback.LogBuffer
 	// exited is closed when the process has exited, with waitErr set.
 	exited  chan struct{}
 	waitErr error
@@ -90,7 +71,7 @@ func startProcess(t testing.TB, bin, name string, args ...string) *process {
 		t.Fatal(err)
 	}
 	servingLine := regexp.MustCompile(`msg=serving .*address=(\S+)`)
-	p := &process{t: t, name: name, cmd: cmd, logs: &logBuffer{}, exited: make(chan struct{})}
+	p := &process{t: t, name: name, cmd: cmd, logs: &loopback.LogBuffer{}, exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mlsmode/mlsmode/internal/loopback"
 )
 
 // tsPeer is the ts-mls member: a node process running
@@ -20,7 +22,7 @@ type tsPeer struct {
 	cmd  *exec.Cmd
 	in   *json.Encoder
 	out  *bufio.Scanner
-	logs *logBuffer
+	logs *loopback.LogBuffer
 }
 
 // startTSPeer starts the Node peer. ts-mls/node_modules must exist (make
@@ -41,7 +43,7 @@ func startTSPeer(t *testing.T) *tsPeer {
 	}
 	cmd := exec.Command(node, "peer.mjs")
 	cmd.Dir = dir
-	p := &tsPeer{t: t, cmd: cmd, logs: &logBuffer{}}
+	p := &tsPeer{t: t, cmd: cmd, logs: &loopback.LogBuffer{}}
 	cmd.Stderr = p.logs
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

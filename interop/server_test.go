@@ -4,17 +4,17 @@ package interop
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mlsmode/mlsmode/internal/loopback"
 )
 
 // serverBin is the mlsserver binary TestMain builds once for all tests.
@@ -26,34 +26,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	serverBin = filepath.Join(dir, "mlsserver")
-	out, err := exec.Command("go", "build", "-o", serverBin, "../cmd/mlsserver").CombinedOutput()
+	serverBin, err = loopback.BuildServer(context.Background(), dir)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build ../cmd/mlsserver: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// logBuffer collects a process's stderr.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // clockSpeed runs the servers 60 times as fast as real time, so that a
@@ -79,7 +60,7 @@ func startServerArgs(t *testing.T, serverName string, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &loopback.LogBuffer{}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting mlsserver: %v", err)
 	}

@@ -66,11 +66,10 @@ func buildMLSServer(ctx context.Context, bin, dir string, stderr io.Writer) (str
 		}
 		return bin, nil
 	}
-	out := filepath.Join(dir, "mlsserver")
 	fmt.Fprintf(stderr, "mlsroom demo: building mlsserver (go build github.com/mlsmode/mlsmode/cmd/mlsserver) ...\n")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/mlsmode/mlsmode/cmd/mlsserver")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building mlsserver (run from inside the mlsmode module, or give --server-bin): %v\n%s", err, msg)
+	out, err := loopback.BuildServer(ctx, dir)
+	if err != nil {
+		return "", fmt.Errorf("building mlsserver (run from inside the mlsmode module, or give --server-bin): %w", err)
 	}
 	return out, nil
 }

@@ -1,11 +1,14 @@
 // Package loopback holds what runs several federating homeservers on one
-// machine needs: a self-signed certificate for their names and 127.0.0.1,
-// free ports to give them before they start, and TCP link proxies that
-// cut a link to make a network partition. The e2e and interop tests, the
+// machine needs: the mlsserver binary, a self-signed certificate for their
+// names and 127.0.0.1, free ports to give them before they start, TCP link
+// proxies that cut a link to make a network partition, and buffers for
+// their logs. The e2e and interop tests, the
 // server's own tests and `mlsroom demo --http` use it.
 package loopback
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +21,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -202,4 +206,35 @@ func (l *LinkProxy) Close() {
 	l.ln.Close()
 	<-l.done
 	l.SetBlocked(true)
+}
+
+// BuildServer builds cmd/mlsserver into dir (with the go command, from
+// inside the module) and returns the binary's path.
+func BuildServer(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "mlsserver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/mlsmode/mlsmode/cmd/mlsserver")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build github.com/mlsmode/mlsmode/cmd/mlsserver: %v\n%s", err, msg)
+	}
+	return out, nil
+}
+
+// LogBuffer collects a server process's log (its stderr), safe for the
+// goroutine writing and the test reading.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns what was written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
