@@ -454,7 +454,7 @@ func cmdLeave(e *env, args []string) error {
 	if err := a.c.Leave(e.ctx, id); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "left %s and forgot its keys; until a member removes your device from the group, it still counts as a member there\n", label)
+	fmt.Fprintf(e.stdout, "left %s and forgot its keys; your device asked the group to remove it, which a remaining member commits when it next syncs\n", label)
 	return nil
 }
 
