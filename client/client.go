@@ -37,6 +37,11 @@ type Config struct {
 	// OneTimeKeyPackages is how many one-time key packages the client
 	// keeps on the server (refilled from /sync counts); zero means 10.
 	OneTimeKeyPackages int
+	// EpochHistory is how many past epochs keep their message keys, so
+	// that messages arriving late (after a partition, say) can still be
+	// read; zero means the mls package's default (4). More epochs read more
+	// late messages and keep keys longer (less forward secrecy).
+	EpochHistory int
 	// Now is the client's clock (pending-commit timeouts, security.window);
 	// nil means time.Now.
 	Now func() time.Time

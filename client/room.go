@@ -221,7 +221,9 @@ func (c *Client) loadRooms(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) groupConfig() mls.GroupConfig { return mls.GroupConfig{Now: c.cfg.Now} }
+func (c *Client) groupConfig() mls.GroupConfig {
+	return mls.GroupConfig{Now: c.cfg.Now, EpochHistory: c.cfg.EpochHistory}
+}
 
 func (c *Client) roomOf(roomID string) *room {
 	r := c.rooms[roomID]
