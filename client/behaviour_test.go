@@ -2,9 +2,11 @@ package client_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -345,5 +347,49 @@ func TestSyncDoesNotHoldTheLock(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPendingCommitWaitLetsGo: while a pending commit waits for a
+// power's window (here minutes: a.test is powers[1]), the client serves
+// other calls (a message is sent), refuses a second change to the room
+// with ErrCommitInFlight, and reports the pending commit in Status.
+func TestPendingCommitWaitLetsGo(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	alice := register(t, srv, "alice", nil)
+	roomID, err := alice.CreateRoom(ctx, client.RoomOptions{Powers: []string{"b.test", "a.test"},
+		Servers: []string{"a.test", "b.test"}, CanPropose: []string{"a.test"}, RequiredVerification: client.VerifyNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() { waited <- alice.SetState(wctx, roomID, "m.room.name", "", map[string]string{"name": "later"}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := alice.Status(roomID)
+		if st.Pending != nil && st.Pending.Pending && st.Pending.EventID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pending commit reported: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sendCtx, sendCancel := context.WithTimeout(ctx, 5*time.Second)
+	defer sendCancel()
+	if _, err := alice.Send(sendCtx, roomID, "while the commit waits"); err != nil {
+		t.Fatalf("sending while the pending commit waits: %v", err)
+	}
+	if err := alice.SetState(ctx, roomID, "m.room.topic", "", map[string]string{"topic": "t"}); !errors.Is(err, client.ErrCommitInFlight) {
+		t.Fatalf("a second change while the first waits: %v", err)
+	}
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the waiting SetState ended with %v", err)
+	}
+	if st, _ := alice.Status(roomID); st.Pending == nil || st.Epoch != 1 {
+		t.Fatalf("after giving up the wait: %+v", st)
 	}
 }

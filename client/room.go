@@ -334,6 +334,10 @@ func (c *Client) optionsMap(opts RoomOptions) (*fedmap.Map, error) {
 // commit and retrying did not help.
 var ErrCommitLost = errors.New("client: another commit was accepted instead")
 
+// ErrCommitInFlight is returned for a change to a room while this
+// client's previous commit there waits to be accepted.
+var ErrCommitInFlight = errors.New("client: a commit of this client is still waiting to be accepted in this room")
+
 // ErrPendingCommitExpired is returned when a pending commit was not
 // applied within len(powers) x 5 minutes.
 var ErrPendingCommitExpired = errors.New("client: the pending commit was not applied in any power's window")
@@ -354,6 +358,9 @@ func fixed(proposals []*mls.Proposal, fm *fedmap.Map) proposalBuilder {
 // with the proposals built again, up to three times.
 func (c *Client) commitAndWait(ctx context.Context, r *room, build proposalBuilder, adds []Invitee) error {
 	var lastErr error
+	if o := r.Own; o != nil && o.Outcome == "" && o.EventID != "" && (!o.Pending || !c.cfg.Now().After(o.Expires)) {
+		return ErrCommitInFlight
+	}
 	for attempt := 0; attempt < 4; attempt++ {
 		if r.Broken != nil {
 			return fmt.Errorf("room %s is broken: %s", r.ID, r.Broken.Reason)
@@ -409,8 +416,14 @@ func (c *Client) commitAndWait(ctx context.Context, r *room, build proposalBuild
 				_ = c.saveRoom(ctx, r, nil)
 				return ErrPendingCommitExpired
 			}
-			if err := c.syncLocked(ctx, 1000); err != nil {
+			// The wait lets go of the client between syncs: messages can
+			// be sent and other rooms used while a pending commit waits
+			// for a power's window (minutes).
+			if err := c.syncUnlocked(ctx, 1000); err != nil {
 				return err
+			}
+			if r.Membership != "join" || r.group == nil {
+				return fmt.Errorf("room %s was left while its commit was waiting", r.ID)
 			}
 			if r.Broken != nil || r.NeedsWelcome != "" {
 				break

@@ -90,6 +90,23 @@ func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
 	return c.processSync(ctx, res)
 }
 
+// syncUnlocked is syncLocked that lets go of the client's lock during
+// the long-poll; an answer overtaken by another sync meanwhile is
+// dropped. The caller holds the lock.
+func (c *Client) syncUnlocked(ctx context.Context, timeoutMS int) error {
+	since := c.acct.Since
+	c.mu.Unlock()
+	res, err := c.fetchSync(ctx, since, timeoutMS)
+	c.mu.Lock()
+	if err != nil {
+		return err
+	}
+	if c.acct.Since != since {
+		return nil
+	}
+	return c.processSync(ctx, res)
+}
+
 func (c *Client) fetchSync(ctx context.Context, since string, timeoutMS int) (*syncResponse, error) {
 	path := fmt.Sprintf("/_matrix/client/v3/sync?timeout=%d", timeoutMS)
 	if since != "" {
