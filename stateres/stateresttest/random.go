@@ -42,10 +42,28 @@ type RandomOptions struct {
 	// commit after building on a newer one (as honest servers that take
 	// commits one at a time do).
 	Monotone bool
+	// Params, when set, is the room's parameters in place of DefaultParams
+	// with a seed drawn from rng (its Version, Suite, RoomID, Clock, Step
+	// and Seed are used; Real comes from Real above), and its Servers are
+	// the servers that make the room's events, all of them, in place of a
+	// random number of s0.example...: Servers[0] creates the room. There
+	// must be at least two. The rng is drawn from as without it, so the
+	// same rng state gives a room of the same shape.
+	Params *Params
+	// Outsider, with Params, is the server never in servers that makes a
+	// few commits (they fail the auth rules); "" means none: those draws
+	// make commits of a random member instead. Without Params it is
+	// x.example.
+	Outsider string
+	// Passive are servers in servers of every commit that never make an
+	// event and are never in powers or can_propose: a server that takes
+	// part in the room only by receiving it (the server under test of the
+	// conformance suite). They must not be among the other servers.
+	Passive []string
 }
 
 // RandomDAG makes a random room: servers s0.example... (s0 creates the
-// room), random powers, servers and can_propose lists in each commit (valid
+// room; RandomOptions.Params names them instead), random powers, servers and can_propose lists in each commit (valid
 // ones, mostly), commits on random earlier commits (forks), commits by
 // servers not in powers or not in servers, equivalent copies of commits
 // (applied pending commits), messages, and origin_server_ts drawn so that
@@ -54,16 +72,29 @@ func RandomDAG(rng *rand.Rand, o RandomOptions) *DAG {
 	if o.MaxServers < 2 {
 		o.MaxServers = 2
 	}
-	n := 2 + rng.IntN(o.MaxServers-1)
 	var members []string
-	for i := range n {
-		members = append(members, fmt.Sprintf("s%d.example", i))
-	}
 	outsider := "x.example"
 	p := DefaultParams()
-	p.Servers = append(slices.Clone(members), outsider)
+	if o.Params != nil {
+		if len(o.Params.Servers) < 2 {
+			panic("stateresttest: RandomDAG needs at least two servers in Params")
+		}
+		p, members, outsider = *o.Params, slices.Clone(o.Params.Servers), o.Outsider
+	} else {
+		n := 2 + rng.IntN(o.MaxServers-1)
+		for i := range n {
+			members = append(members, fmt.Sprintf("s%d.example", i))
+		}
+	}
+	p.Servers = slices.Clone(members)
+	if outsider != "" {
+		p.Servers = append(p.Servers, outsider)
+	}
+	p.Servers = append(p.Servers, o.Passive...)
 	p.Real = o.Real
-	p.Seed = fmt.Sprintf("random %d", rng.Uint64())
+	if seed := fmt.Sprintf("random %d", rng.Uint64()); o.Params == nil {
+		p.Seed = seed
+	}
 	g := New(p)
 	d := &DAG{Gen: g}
 	base := p.Clock
@@ -105,6 +136,7 @@ func RandomDAG(rng *rand.Rand, o RandomOptions) *DAG {
 				canPropose = append(canPropose, s)
 			}
 		}
+		servers = append(servers, o.Passive...)
 		return Fed{Powers: powers, Servers: servers, CanPropose: canPropose}
 	}
 	fedOf := func(c *roomversion.Event) Fed {
@@ -156,8 +188,10 @@ func RandomDAG(rng *rand.Rand, o RandomOptions) *DAG {
 				origin = pf.Powers[rng.IntN(len(pf.Powers))]
 			case q < 9:
 				origin = members[rng.IntN(len(members))] // maybe not in powers
-			default:
+			case outsider != "":
 				origin = outsider
+			default:
+				origin = members[rng.IntN(len(members))]
 			}
 			if !ok(origin, true) {
 				continue
@@ -183,7 +217,8 @@ func RandomDAG(rng *rand.Rand, o RandomOptions) *DAG {
 			c := g.Apply(origin, orig)
 			add(c, op)
 		default: // a message
-			origin := pf.Servers[rng.IntN(len(pf.Servers))]
+			senders := slices.DeleteFunc(slices.Clone(pf.Servers), func(s string) bool { return slices.Contains(o.Passive, s) })
+			origin := senders[rng.IntN(len(senders))]
 			if !ok(origin, false) {
 				continue
 			}
