@@ -38,6 +38,7 @@ func FederationChecks() []Check {
 	out = append(out, hostileChecks()...)
 	out = append(out, AuthRuleChecks()...)
 	out = append(out, StateResChecks()...)
+	out = append(out, StateResRandomChecks()...)
 	return out
 }
 

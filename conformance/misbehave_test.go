@@ -158,8 +158,9 @@ func TestSuiteCatchesKeyPackagesAcceptedUnchecked(t *testing.T) {
 // TestSuiteCatchesFederationRefusalsAnswered200: a TLS proxy in front of
 // the federation API answers 400, 401 and 403 with 200 {} and drops the
 // per-PDU errors of /send answers (every refused PDU looks accepted); the
-// hostile-request checks and the auth-rule cases whose event must be
-// rejected (over /send or in the remote invite) fail, the others pass.
+// hostile-request checks, the auth-rule cases whose event must be
+// rejected (over /send or in the remote invite) and a random
+// state-resolution room with rejected commits fail, the others pass.
 func TestSuiteCatchesFederationRefusalsAnswered200(t *testing.T) {
 	env, _ := conformance.SetupLocal(t, mlsserver.Options{})
 	u, err := url.Parse(env.FederationURL)
@@ -213,9 +214,13 @@ func TestSuiteCatchesFederationRefusalsAnswered200(t *testing.T) {
 			accepted++
 		case ch.ID() == "federation/keys/server-key" || ch.ID() == "federation/rooms/remote-invite-and-join":
 			checks = append(checks, ch)
+		case ch.ID() == "federation/stateres-random/room-4/in-order-made":
+			// Its commits from a server outside servers are rejected
+			// (rule 6) whatever the signing keys and so the tie-breaks.
+			checks, failing = append(checks, ch), append(failing, ch.ID())
 		}
 	}
-	if len(failing) < 15 {
+	if len(failing) < 16 {
 		t.Fatalf("only %d checks expected to fail: %v", len(failing), failing)
 	}
 	expectVerdicts(t, bad, checks, failing...)
@@ -309,8 +314,10 @@ func TestSuiteCatchesOtherSections(t *testing.T) {
 
 	all := conformance.All()
 	expectVerdicts(t, client, conformance.Select(all, "client/capabilities/mls-room-versions", "federation/stateres/power-transfer/in-order-made",
-		"federation/stateres/concurrent-commits/winner-first", "client/keys/upload-and-list"),
-		"client/capabilities/mls-room-versions", "federation/stateres/power-transfer/in-order-made", "federation/stateres/concurrent-commits/winner-first")
+		"federation/stateres/concurrent-commits/winner-first", "federation/stateres-random/room-2/in-order-made",
+		"federation/stateres-random/room-4/shuffled", "client/keys/upload-and-list"),
+		"client/capabilities/mls-room-versions", "federation/stateres/power-transfer/in-order-made", "federation/stateres/concurrent-commits/winner-first",
+		"federation/stateres-random/room-2/in-order-made", "federation/stateres-random/room-4/shuffled")
 	expectVerdicts(t, fed, conformance.Select(all, "federation/keys/server-key", "federation/events/create-event-format",
 		"federation/rooms/remote-invite-and-join", "federation/hostile/x-matrix-missing", "federation/keys/remote-key-claim"),
 		"federation/keys/server-key", "federation/events/create-event-format", "federation/rooms/remote-invite-and-join")
@@ -329,4 +336,26 @@ func TestSuiteCatchesGoodKeyPackagesRefused(t *testing.T) {
 	env, _ := conformance.SetupLocal(t, mlsserver.Options{Users: func(c *userapi.Config) { c.CheckKeyPackage = strict }})
 	expectVerdicts(t, env, conformance.Select(conformance.All(), "client/keys/accepts-good-corpus", "client/keys/upload-and-list"),
 		"client/keys/accepts-good-corpus")
+}
+
+// TestSuiteCatchesSoftFailHidden: a proxy in front of the client API
+// drops unsigned de.bwi.mls.soft_failed from GET /event answers, so every
+// soft-failed event looks accepted; the random state-resolution rooms
+// (each has soft-failed events) fail, the named scenarios (which read only
+// GET /state) pass.
+func TestSuiteCatchesSoftFailHidden(t *testing.T) {
+	env, _ := conformance.SetupLocal(t, mlsserver.Options{})
+	client := env.WithClientURL(proxy(t, env.ClientURL, jsonRewrite(func(r *http.Request) bool {
+		return r.Method == "GET" && strings.Contains(r.URL.Path, "/event/")
+	}, func(v any) any {
+		if m, ok := v.(map[string]any); ok {
+			if u, ok := m["unsigned"].(map[string]any); ok {
+				delete(u, "de.bwi.mls.soft_failed")
+			}
+		}
+		return v
+	})))
+	failing := []string{"federation/stateres-random/room-1/in-order-made", "federation/stateres-random/room-4/shuffled",
+		"federation/stateres-random/room-5/in-order-made"}
+	expectVerdicts(t, client, conformance.Select(conformance.All(), append(failing, "federation/stateres/power-transfer/in-order-made")...), failing...)
 }
