@@ -105,7 +105,7 @@ func runStateResRandom(c *C, seed uint64, shuffled bool) {
 		c.Fatalf("room %d: the reference packages do not accept the epoch-0 commit: %+v", seed, want[c0.EventID()])
 	}
 	lost := map[string]string{}
-	if ls, err := stateres.Losers(ref.accepted, stateres.StateSet{Create: create, Commit: ref.room.Commit()}, ref.room); err == nil {
+	if ls, err := stateres.Losers(ref.Accepted(), stateres.StateSet{Create: create, Commit: ref.Room().Commit()}, ref.Room()); err == nil {
 		for _, l := range ls {
 			lost[l.Event.EventID()] = l.Reason
 		}
@@ -190,7 +190,7 @@ func runStateResRandom(c *C, seed uint64, shuffled bool) {
 			got, _ = ev["event_id"].(string)
 		}
 	}
-	if wantC := ref.room.Commit(); got != wantC.EventID() {
+	if wantC := ref.Room().Commit(); got != wantC.EventID() {
 		c.Errorf("after room %d's %d events, the current commit is %q (epoch %s); state resolution of the forward extremities gives %s (%s's commit of epoch %d)",
 			seed, len(evs), got, epochOf(evs, got), wantC.EventID(), wantC.Origin(), wantC.Epoch())
 	}
@@ -239,91 +239,33 @@ func (v refVerdict) soft() string {
 }
 
 // refServer takes a room's events in as SPEC-NOTES §4 and §5 say a server
-// does, with the authrules and stateres packages: the reference the
-// server under test is compared with.
-type refServer struct {
-	room     *authrules.MemRoom
-	rejected map[string]*roomversion.Event
-	after    map[string]*roomversion.Event // the commit of the state after each accepted event
-	extrem   []string                      // the forward extremities
-	accepted []*roomversion.Event
-}
+// does (stateres.Replay, with the authrules and stateres packages): the
+// reference the server under test is compared with.
+type refServer struct{ *stateres.Replay }
 
 func newRefServer(create *roomversion.Event) *refServer {
-	return &refServer{room: authrules.NewMemRoom(create), rejected: map[string]*roomversion.Event{},
-		after: map[string]*roomversion.Event{create.EventID(): nil}, extrem: []string{create.EventID()}, accepted: []*roomversion.Event{create}}
+	r := &refServer{stateres.NewReplay()}
+	_, _ = r.Take(create)
+	return r
 }
 
 // take takes one event in (never the create event); the error is for a
 // room the packages cannot resolve.
 func (s *refServer) take(ev *roomversion.Event) (refVerdict, error) {
-	reject := func(err error) (refVerdict, error) {
-		v := refVerdict{rule: "error", reason: err.Error()}
+	got, err := s.Take(ev)
+	if err != nil {
+		return refVerdict{}, err
+	}
+	if got.Rejected != nil {
+		v := refVerdict{rule: "error", reason: got.Rejected.Error()}
 		var ae *authrules.Error
-		if errors.As(err, &ae) {
+		if errors.As(got.Rejected, &ae) {
 			v.rule, v.reason = ae.Rule, ae.Reason
 		}
-		s.rejected[ev.EventID()] = ev
 		return v, nil
 	}
-	var auth []*roomversion.Event
-	var authCommit *roomversion.Event
-	for _, id := range ev.AuthEventIDs() {
-		a := s.room.Event(id)
-		if a == nil {
-			a = s.rejected[id]
-		}
-		if a != nil && a.Kind() == roomversion.EventCommit {
-			authCommit = a
-		}
-		auth = append(auth, a)
-	}
-	if err := authrules.CheckAuthEvents(ev, auth, func(id string) bool { return s.rejected[id] != nil }); err != nil {
-		return reject(err)
-	}
-	// The state before the event: the resolution of the states after its
-	// accepted prev events.
-	var states []stateres.StateSet
-	for _, id := range ev.PrevEventIDs() {
-		if c, ok := s.after[id]; ok {
-			states = append(states, stateres.StateSet{Create: s.room.Create(), Commit: c})
-		}
-	}
-	var before *roomversion.Event
-	if len(states) > 0 {
-		st, err := stateres.Resolve(states, s.room)
-		if err != nil {
-			return refVerdict{}, fmt.Errorf("resolving the state before %s: %w", ev.EventID(), err)
-		}
-		before = st.Commit
-	}
-	if err := authrules.Check(ev, authCommit, s.room.State(before)); err != nil {
-		return reject(err)
-	}
-	sf, err := authrules.CheckSoftFail(ev, s.room)
-	if err != nil {
-		return reject(err)
-	}
-	s.room.Add(ev)
-	s.accepted = append(s.accepted, ev)
-	s.after[ev.EventID()] = before
-	if ev.Kind() == roomversion.EventCommit {
-		s.after[ev.EventID()] = ev
-	}
-	if sf != nil {
+	if sf := got.SoftFail; sf != nil {
 		return refVerdict{softFailed: sf.Case, reason: sf.Reason}, nil
 	}
-	prev := ev.PrevEventIDs()
-	s.extrem = slices.DeleteFunc(s.extrem, func(id string) bool { return slices.Contains(prev, id) })
-	s.extrem = append(s.extrem, ev.EventID())
-	states = states[:0]
-	for _, id := range s.extrem {
-		states = append(states, stateres.StateSet{Create: s.room.Create(), Commit: s.after[id]})
-	}
-	cur, err := stateres.Resolve(states, s.room)
-	if err != nil {
-		return refVerdict{}, fmt.Errorf("resolving the current state after %s: %w", ev.EventID(), err)
-	}
-	s.room.SetCurrent(cur.Commit)
 	return refVerdict{}, nil
 }

@@ -28,20 +28,17 @@ type server struct {
 	down    int // > 0: down
 	clients []*client
 
+	// rp takes the room's events in; room is rp.Room().
+	rp         *stateres.Replay
 	room       *authrules.MemRoom
-	rejected   map[string]*rvEvent
 	softFailed map[string]string
-	after      map[string]*rvEvent // the commit of the state after each accepted event
-	extrem     []string            // forward extremities
 	store      *memStore
 	sched      *commitqueue.Scheduler
 	applied    int
-	states     []stateres.StateSet // scratch
 }
 
 func newServer(w *World, i int) *server {
-	s := &server{w: w, idx: i, name: ServerName(i), rejected: map[string]*rvEvent{}, softFailed: map[string]string{},
-		after: map[string]*rvEvent{}}
+	s := &server{w: w, idx: i, name: ServerName(i), rp: stateres.NewReplay(), softFailed: map[string]string{}}
 	s.key = w.derivedKey(s.name)
 	s.store = newMemStore(s)
 	sched, err := commitqueue.New(commitqueue.Config{ServerName: s.name, Store: s.store, Applier: applier{s}, Clock: serverClock{s}})
@@ -88,7 +85,7 @@ func (s *server) event(id string) *rvEvent {
 			return ev
 		}
 	}
-	return s.rejected[id]
+	return s.rp.Rejected(id)
 }
 
 // build makes and signs an event of this server, stamped with its clock.
@@ -118,7 +115,7 @@ func (s *server) submit(typ string, stateKey *string, msg []byte, commitID strin
 	if err != nil {
 		return nil, err
 	}
-	prev := slices.Clone(s.extrem)
+	prev := s.rp.ForwardExtremities()
 	slices.Sort(prev)
 	return s.build(typ, stateKey, content, auth, prev)
 }
@@ -208,96 +205,18 @@ func (s *server) receive(ev *rvEvent, from *server) error {
 	return nil
 }
 
-// judge checks an event as a server does on receipt and records it: the
-// auth rules against its auth events and the state before it (the
-// resolution of the states after its prev events), soft-fail against the
-// current state, and the new current state (the resolution of the states
-// at the forward extremities). It returns the soft-fail verdict, or the
-// rejection.
+// judge checks an event as a server does on receipt and records it
+// (stateres.Replay: the auth rules against its auth events and the state
+// before it, soft-fail against the current state, and the new current
+// state at the forward extremities). It returns the soft-fail verdict, or
+// the rejection.
 func (s *server) judge(ev *rvEvent) (*authrules.SoftFail, error, error) {
-	reject := func(err error) (*authrules.SoftFail, error, error) {
-		s.rejected[ev.EventID()] = ev
-		return nil, err, nil
-	}
-	ids := ev.AuthEventIDs()
-	auth := make([]*rvEvent, len(ids))
-	var authCommit *rvEvent
-	for i, id := range ids {
-		auth[i] = s.event(id)
-		if auth[i] != nil && auth[i].Kind() == roomversion.EventCommit {
-			authCommit = auth[i]
-		}
-	}
-	if err := authrules.CheckAuthEvents(ev, auth, func(id string) bool { return s.rejected[id] != nil }); err != nil {
-		return reject(err)
-	}
-	if ev.Kind() == roomversion.EventCreate {
-		if s.room == nil {
-			s.room = authrules.NewMemRoom(ev)
-			s.after[ev.EventID()] = nil
-			s.extrem = []string{ev.EventID()}
-		}
-		return nil, nil, nil
-	}
-	states := s.states[:0]
-	for _, id := range ev.PrevEventIDs() {
-		if c, ok := s.after[id]; ok {
-			states = append(states, stateres.StateSet{Create: s.room.Create(), Commit: c})
-		}
-	}
-	var before *rvEvent
-	if len(states) > 0 {
-		st, err := s.resolve(states)
-		if err != nil {
-			return nil, nil, fmt.Errorf("resolving the state before it: %w", err)
-		}
-		before = st.Commit
-	}
-	if err := authrules.Check(ev, authCommit, s.room.State(before)); err != nil {
-		return reject(err)
-	}
-	sf, err := authrules.CheckSoftFail(ev, s.room)
+	v, err := s.rp.Take(ev)
+	s.room = s.rp.Room()
 	if err != nil {
-		return reject(err)
+		return nil, nil, err
 	}
-	s.room.Add(ev)
-	s.after[ev.EventID()] = before
-	if ev.Kind() == roomversion.EventCommit {
-		s.after[ev.EventID()] = ev
-	}
-	if sf != nil {
-		return sf, nil, nil
-	}
-	prev := ev.PrevEventIDs()
-	s.extrem = slices.DeleteFunc(s.extrem, func(id string) bool { return slices.Contains(prev, id) })
-	s.extrem = append(s.extrem, ev.EventID())
-	states = states[:0]
-	for _, id := range s.extrem {
-		states = append(states, stateres.StateSet{Create: s.room.Create(), Commit: s.after[id]})
-	}
-	cur, err := s.resolve(states)
-	if err != nil {
-		return nil, nil, fmt.Errorf("resolving the current state: %w", err)
-	}
-	s.states = states
-	s.room.SetCurrent(cur.Commit)
-	return nil, nil, nil
-}
-
-// resolve is stateres.Resolve, skipping the call when every state is the
-// same (its answer is then that state).
-func (s *server) resolve(states []stateres.StateSet) (stateres.StateSet, error) {
-	same := true
-	for _, st := range states[1:] {
-		if st.Commit != states[0].Commit {
-			same = false
-			break
-		}
-	}
-	if same {
-		return states[0], nil
-	}
-	return stateres.Resolve(states, s.room)
+	return v.SoftFail, v.Rejected, nil
 }
 
 // queued is told by the store that a pending commit was queued: the
@@ -344,7 +263,7 @@ type applier struct{ s *server }
 // commit.
 func (a applier) Build(_ context.Context, pending, current *rvEvent) (*rvEvent, error) {
 	s := a.s
-	prev := slices.Clone(s.extrem)
+	prev := s.rp.ForwardExtremities()
 	if !slices.Contains(prev, pending.EventID()) {
 		prev = append(prev, pending.EventID())
 	}

@@ -164,7 +164,7 @@ func (m *memStore) Event(_ context.Context, eventID string) (*storage.StoredEven
 			return &storage.StoredEvent{Event: ev, SoftFailed: sf}, nil
 		}
 	}
-	if ev := s.rejected[eventID]; ev != nil {
+	if ev := s.rp.Rejected(eventID); ev != nil {
 		return &storage.StoredEvent{Event: ev, Rejected: true}, nil
 	}
 	return nil, fmt.Errorf("event %s: %w", eventID, storage.ErrNotFound)

@@ -13,6 +13,10 @@
 //     which epoch, and whether the resolved chain, each event belongs to.
 //   - Losers: for a resolved state, which commits, pending commits and
 //     messages lost, and why.
+//   - Replay: one server's view of a room taking events in one at a time
+//     (auth rules, soft-fail, the current state at the forward
+//     extremities), shared by mlsroom resolve and the demo, the
+//     conformance suite's expected outcomes and the simulator.
 //   - Helpers: Store (and MapStore), StateSet, Power, Equivalent,
 //     AuthCommitID.
 //

@@ -285,7 +285,7 @@ type demoReportRollback struct {
 // report gathers the facts from the servers and clients.
 func (w *demoWorld) report(notes demoNotes) (*demoReport, error) {
 	a := w.servers[0]
-	create := a.rr.room.Create()
+	create := a.rr.replay.Room().Create()
 	alg, _ := w.version.Algorithm(w.suite)
 	rep := &demoReport{Seed: w.seed, SecurityWindow: w.window, RoomID: w.roomID, RoomVersion: string(w.version), Algorithm: alg,
 		Start: demoStart().Format("2006-01-02T15:04:05Z"), Steps: w.steps, Losers: []demoReportLoss{}, NeedsWelcome: []string{}, RolledBack: []demoReportRollback{}}
@@ -317,7 +317,7 @@ func (w *demoWorld) report(notes demoNotes) (*demoReport, error) {
 	}
 
 	// The resolved chain.
-	ml, err := stateres.Mainline(cur, create, a.rr.room)
+	ml, err := stateres.Mainline(cur, create, a.rr.replay.Room())
 	if err != nil {
 		return nil, err
 	}
@@ -442,7 +442,7 @@ func (w *demoWorld) allEvents() ([]*roomversion.Event, stateres.MapStore) {
 	var all []*roomversion.Event
 	for _, ev := range w.order {
 		for _, s := range w.servers {
-			if s.rr.room.Event(ev.EventID()) != nil {
+			if s.rr.replay.Room().Event(ev.EventID()) != nil {
 				all = append(all, ev)
 				store.Add(ev)
 				break

@@ -258,7 +258,7 @@ func (c *demoClient) receiveCommit(ev *roomversion.Event, msg *mls.MLSMessage) e
 		c.staged, c.stagedWire = nil, nil
 		return c.merge(ev, sc)
 	}
-	auth := stateres.AuthCommitID(ev, c.srv.rr.room.Create().EventID())
+	auth := stateres.AuthCommitID(ev, c.srv.rr.replay.Room().Create().EventID())
 	if auth == c.commitID {
 		c.staged, c.stagedWire = nil, nil // another commit won the epoch
 		r, err := c.group.Process(msg)

@@ -194,8 +194,8 @@ func (w *demoWorld) send(from *demoServer, ev *roomversion.Event) error {
 			to = append(to, fm.Federation.Servers...)
 		}
 	}
-	add(from.rr.room.Commit())
-	add(from.rr.room.AuthCommit(ev))
+	add(from.rr.replay.Room().Commit())
+	add(from.rr.replay.Room().AuthCommit(ev))
 	if ev.Kind() == roomversion.EventCommit || ev.Kind() == roomversion.EventPendingCommit {
 		add(ev)
 	}
@@ -261,20 +261,20 @@ func (s *demoServer) event(id string) *roomversion.Event {
 	if s.rr == nil {
 		return nil
 	}
-	if s.rr.room != nil {
-		if ev := s.rr.room.Event(id); ev != nil {
+	if s.rr.replay.Room() != nil {
+		if ev := s.rr.replay.Room().Event(id); ev != nil {
 			return ev
 		}
 	}
-	return s.rr.rejected[id]
+	return s.rr.replay.Rejected(id)
 }
 
 // current returns the room's current commit on this server (nil: none).
-func (s *demoServer) current() *roomversion.Event { return s.rr.room.Commit() }
+func (s *demoServer) current() *roomversion.Event { return s.rr.replay.Room().Commit() }
 
 // extremities returns the forward extremities, sorted.
 func (s *demoServer) extremities() []string {
-	out := slices.Clone(s.rr.extrem)
+	out := s.rr.replay.ForwardExtremities()
 	slices.Sort(out)
 	return out
 }
@@ -319,8 +319,7 @@ func (s *demoServer) receive(ev *roomversion.Event, from *demoServer) (checkVerd
 		if ev.Kind() != roomversion.EventCreate {
 			return checkVerdict{}, fmt.Errorf("%s: %s %s arrived before the room's create event", s.name, ev.Type(), w.name(ev.EventID()))
 		}
-		s.rr = &roomResolver{version: w.version, rejected: map[string]*roomversion.Event{}, verdicts: map[string]checkVerdict{},
-			after: map[string]*roomversion.Event{}}
+		s.rr = &roomResolver{version: w.version, replay: stateres.NewReplay(), verdicts: map[string]checkVerdict{}}
 	}
 	v, err := s.rr.judge(ev, &s.scratch)
 	if err != nil {
@@ -330,7 +329,7 @@ func (s *demoServer) receive(ev *roomversion.Event, from *demoServer) (checkVerd
 	if !v.Allowed {
 		return v, fmt.Errorf("%s rejected %s %s: rule %s: %s", s.name, ev.Type(), w.name(ev.EventID()), v.Rule, w.relabel(v.Reason))
 	}
-	create := s.rr.room.Create()
+	create := s.rr.replay.Room().Create()
 	opts := storage.StoreEventOptions{}
 	sfCase, _ := v.SoftFailed.(string)
 	if ev.Kind() != roomversion.EventCreate {
@@ -374,7 +373,7 @@ func (s *demoServer) receive(ev *roomversion.Event, from *demoServer) (checkVerd
 // event; accept then takes it in and federates it.
 func (s *demoServer) submit(typ string, stateKey *string, msg []byte, commitID string) (*roomversion.Event, error) {
 	w := s.w
-	create := s.rr.room.Create()
+	create := s.rr.replay.Room().Create()
 	cur := s.current()
 	auth := []string{create.EventID()}
 	if commitID != "" {
@@ -384,7 +383,7 @@ func (s *demoServer) submit(typ string, stateKey *string, msg []byte, commitID s
 		if (cur == nil) != (commitID == "") || (cur != nil && cur.EventID() != commitID) {
 			return nil, fmt.Errorf("%s: refusing %s on %s: not the current commit (409 DE.BWI.MLS.WRONG_EPOCH)", s.name, typ, w.name(commitID))
 		}
-	} else if c := s.rr.room.Event(commitID); c == nil || s.rr.room.MainlineAt(c.Epoch()) != c {
+	} else if c := s.rr.replay.Room().Event(commitID); c == nil || s.rr.replay.Room().MainlineAt(c.Epoch()) != c {
 		return nil, fmt.Errorf("%s: refusing a message on %s: not on the mainline (409 DE.BWI.MLS.WRONG_EPOCH)", s.name, w.name(commitID))
 	}
 	content, err := w.version.MLSContent(typ, w.suite, msg)
@@ -418,7 +417,7 @@ func (a demoApplier) Build(_ context.Context, pending, current *roomversion.Even
 	if !slices.Contains(prev, pending.EventID()) {
 		prev = append(prev, pending.EventID())
 	}
-	return s.build(s.w.version.CommitType(), new(string), pending.Content(), []string{s.rr.room.Create().EventID(), current.EventID()}, prev)
+	return s.build(s.w.version.CommitType(), new(string), pending.Content(), []string{s.rr.replay.Room().Create().EventID(), current.EventID()}, prev)
 }
 
 // Apply takes the commit in (the queue stored it already) and sends it.

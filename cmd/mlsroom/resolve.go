@@ -170,12 +170,8 @@ type resolved struct {
 // resolver takes a room's events in as a server does.
 type roomResolver struct {
 	version  roomversion.Version
-	room     *authrules.MemRoom
-	rejected map[string]*roomversion.Event
+	replay   *stateres.Replay
 	verdicts map[string]checkVerdict
-	after    map[string]*roomversion.Event // state after each accepted event
-	extrem   []string                      // forward extremities
-	accepted []*roomversion.Event
 }
 
 // resolveRoom takes the lines in and resolves the room.
@@ -184,8 +180,7 @@ func resolveRoom(lines []checkLine) (*resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	rr := &roomResolver{version: v, rejected: map[string]*roomversion.Event{}, verdicts: map[string]checkVerdict{},
-		after: map[string]*roomversion.Event{}}
+	rr := &roomResolver{version: v, replay: stateres.NewReplay(), verdicts: map[string]checkVerdict{}}
 	res := &resolved{}
 	for _, l := range lines {
 		if !json.Valid(l.text) || l.text[0] != '{' {
@@ -197,7 +192,7 @@ func resolveRoom(lines []checkLine) (*resolved, error) {
 		}
 		res.verdicts = append(res.verdicts, verdict)
 	}
-	if rr.room == nil {
+	if rr.replay.Room() == nil {
 		return nil, errors.New("no accepted m.room.create event in the input")
 	}
 	if err := rr.finish(&res.output); err != nil {
@@ -253,101 +248,30 @@ func (rr *roomResolver) take(line []byte, out *resolveOutput) (checkVerdict, err
 // judge checks a parsed event and records it.
 func (rr *roomResolver) judge(ev *roomversion.Event, out *resolveOutput) (checkVerdict, error) {
 	v := checkVerdict{EventID: ev.EventID(), SoftFailed: false}
-	reject := func(err error) (checkVerdict, error) {
-		v.Rule, v.Reason = "error", err.Error()
+	got, err := rr.replay.Take(ev)
+	if err != nil {
+		return v, err
+	}
+	if got.Rejected != nil {
+		v.Rule, v.Reason = "error", got.Rejected.Error()
 		var ae *authrules.Error
-		if errors.As(err, &ae) {
+		if errors.As(got.Rejected, &ae) {
 			v.Rule, v.Reason = ae.Rule, ae.Reason
 		}
-		rr.rejected[ev.EventID()] = ev
 		out.Rejected = append(out.Rejected, resolveRejected{EventID: v.EventID, Rule: v.Rule, Reason: v.Reason})
 		return v, nil
 	}
-	ids := ev.AuthEventIDs()
-	auth := make([]*roomversion.Event, len(ids))
-	var authCommit *roomversion.Event
-	for i, id := range ids {
-		if rr.room != nil {
-			auth[i] = rr.room.Event(id)
-		}
-		if auth[i] == nil {
-			auth[i] = rr.rejected[id]
-		}
-		if auth[i] != nil && auth[i].Kind() == roomversion.EventCommit {
-			authCommit = auth[i]
-		}
-	}
-	if err := authrules.CheckAuthEvents(ev, auth, func(id string) bool { return rr.rejected[id] != nil }); err != nil {
-		return reject(err)
-	}
-	if ev.Kind() == roomversion.EventCreate {
-		v.Allowed = true
-		if rr.room == nil {
-			rr.room = authrules.NewMemRoom(ev)
-			rr.after[ev.EventID()] = nil
-			rr.extrem = []string{ev.EventID()}
-			rr.accepted = append(rr.accepted, ev)
-		}
-		return v, nil
-	}
-	if rr.room == nil {
-		return reject(errors.New("the room has no create event"))
-	}
-	// The state before the event: the resolution of the states after its
-	// accepted prev events.
-	var states []stateres.StateSet
-	for _, id := range ev.PrevEventIDs() {
-		if c, ok := rr.after[id]; ok {
-			states = append(states, stateres.StateSet{Create: rr.room.Create(), Commit: c})
-		}
-	}
-	var before *roomversion.Event
-	if len(states) > 0 {
-		s, err := stateres.Resolve(states, rr.room)
-		if err != nil {
-			return v, fmt.Errorf("resolving the state before %s: %w", ev.EventID(), err)
-		}
-		before = s.Commit
-	}
-	if err := authrules.Check(ev, authCommit, rr.room.State(before)); err != nil {
-		return reject(err)
-	}
-	sf, err := authrules.CheckSoftFail(ev, rr.room)
-	if err != nil {
-		return reject(err)
-	}
 	v.Allowed = true
-	rr.room.Add(ev)
-	rr.accepted = append(rr.accepted, ev)
-	rr.after[ev.EventID()] = before
-	if ev.Kind() == roomversion.EventCommit {
-		rr.after[ev.EventID()] = ev
-	}
-	if sf != nil {
+	if sf := got.SoftFail; sf != nil {
 		v.SoftFailed, v.SoftFailReason = sf.Case, sf.Reason
 		out.SoftFailed = append(out.SoftFailed, resolveSoftFailed{EventID: ev.EventID(), Case: sf.Case, Reason: sf.Reason})
-		return v, nil
 	}
-	// A new forward extremity in place of its prev events; the current
-	// state is the resolution of the extremities' states.
-	prev := ev.PrevEventIDs()
-	rr.extrem = slices.DeleteFunc(rr.extrem, func(id string) bool { return slices.Contains(prev, id) })
-	rr.extrem = append(rr.extrem, ev.EventID())
-	states = states[:0]
-	for _, id := range rr.extrem {
-		states = append(states, stateres.StateSet{Create: rr.room.Create(), Commit: rr.after[id]})
-	}
-	cur, err := stateres.Resolve(states, rr.room)
-	if err != nil {
-		return v, fmt.Errorf("resolving the current state after %s: %w", ev.EventID(), err)
-	}
-	rr.room.SetCurrent(cur.Commit)
 	return v, nil
 }
 
 // finish fills in the resolved state, its chain and the losers.
 func (rr *roomResolver) finish(out *resolveOutput) error {
-	create, cur := rr.room.Create(), rr.room.Commit()
+	create, cur := rr.replay.Room().Create(), rr.replay.Room().Commit()
 	out.RoomID, out.RoomVersion = create.RoomID().String(), string(rr.version)
 	out.State.Create = create.EventID()
 	out.Chain, out.LosingCommits, out.LostMessages = []resolveCommit{}, []resolveLoss{}, []resolveLoss{}
@@ -357,13 +281,13 @@ func (rr *roomResolver) finish(out *resolveOutput) error {
 	if out.SoftFailed == nil {
 		out.SoftFailed = []resolveSoftFailed{}
 	}
-	out.ForwardExtremities = slices.Clone(rr.extrem)
+	out.ForwardExtremities = rr.replay.ForwardExtremities()
 	slices.Sort(out.ForwardExtremities)
 	if cur != nil {
 		id := cur.EventID()
 		out.State.Commit = &id
 	}
-	ml, err := stateres.Mainline(cur, create, rr.room)
+	ml, err := stateres.Mainline(cur, create, rr.replay.Room())
 	if err != nil {
 		return err
 	}
@@ -376,7 +300,7 @@ func (rr *roomResolver) finish(out *resolveOutput) error {
 		}
 		out.Chain = append(out.Chain, rc)
 	}
-	losses, err := stateres.Losers(rr.accepted, stateres.StateSet{Create: create, Commit: cur}, rr.room)
+	losses, err := stateres.Losers(rr.replay.Accepted(), stateres.StateSet{Create: create, Commit: cur}, rr.replay.Room())
 	if err != nil {
 		return err
 	}
