@@ -28,11 +28,9 @@ func cmdFingerprint(e *env, args []string) error {
 		return err
 	}
 	defer a.close()
-	user := a.c.UserID()
-	if len(rest) == 1 {
-		if user, err = a.userID(rest[0]); err != nil {
-			return err
-		}
+	user, err := a.userOrSelf(rest)
+	if err != nil {
+		return err
 	}
 	fp, err := a.c.MasterKey(e.ctx, user)
 	if err != nil {
@@ -294,11 +292,9 @@ func cmdDevices(e *env, args []string) error {
 		return err
 	}
 	defer a.close()
-	user := a.c.UserID()
-	if len(rest) == 1 {
-		if user, err = a.userID(rest[0]); err != nil {
-			return err
-		}
+	user, err := a.userOrSelf(rest)
+	if err != nil {
+		return err
 	}
 	devs, err := a.c.Devices(e.ctx, user)
 	if err != nil {
@@ -351,4 +347,13 @@ func cmdVerifyDevice(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "verified device %s of %s directly: it can be added to rooms that require m.direct (this record stays on this device)\n", rest[1], user)
 	return nil
+}
+
+// userOrSelf is the user named by the optional argument, or the account's
+// own user.
+func (a *account) userOrSelf(rest []string) (string, error) {
+	if len(rest) == 0 {
+		return a.c.UserID(), nil
+	}
+	return a.userID(rest[0])
 }

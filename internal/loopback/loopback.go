@@ -238,3 +238,21 @@ func (l *LogBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// WithServerBinary is for a TestMain: it builds mlsserver into a fresh
+// temporary directory (named from prefix), sets *bin to it, runs run (the
+// tests) and removes the directory. It returns run's exit code, or 1 with
+// the reason on stderr when the build fails.
+func WithServerBinary(prefix string, bin *string, run func() int) int {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildServer(context.Background(), dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return run()
+}
