@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -391,5 +392,57 @@ func TestPendingCommitWaitLetsGo(t *testing.T) {
 	}
 	if st, _ := alice.Status(roomID); st.Pending == nil || st.Epoch != 1 {
 		t.Fatalf("after giving up the wait: %+v", st)
+	}
+}
+
+// TestMessagesStoredOneByOne: messages are store entries of their own,
+// so the room's entry (written at every sync) does not grow with the
+// history, and they are all there, in order, after a restart.
+func TestMessagesStoredOneByOne(t *testing.T) {
+	srv := newServer(t, "a.test")
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	st, err := client.OpenSQLiteStore(ctx, filepath.Join(dir, "bob.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := register(t, srv, "alice", nil)
+	bob := register(t, srv, "bob", st)
+	roomID := sharedRoom(t, alice, client.RoomOptions{RequiredVerification: client.VerifyNone}, bob)
+	size := func() int {
+		b, err := st.Get(ctx, "room/"+roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(b)
+	}
+	before := size()
+	for i := range 60 {
+		if _, err := alice.Send(ctx, roomID, fmt.Sprintf("message %d with some text to make it longer", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncUntil(t, bob, "reading all", hasBody(bob, roomID, alice.UserID(), "message 59 with some text to make it longer"))
+	if after := size(); after > before+2000 {
+		t.Fatalf("the room's store entry grew from %d to %d bytes with 60 messages", before, after)
+	}
+	if err := bob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = client.OpenSQLiteStore(ctx, filepath.Join(dir, "bob.db")); err != nil {
+		t.Fatal(err)
+	}
+	bob, err = client.Open(ctx, client.Config{BaseURL: srv, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bodies(bob.Messages(roomID))
+	if len(got) != 60 {
+		t.Fatalf("after the restart bob has %d messages", len(got))
+	}
+	for i, b := range got {
+		if b != fmt.Sprintf("%s: message %d with some text to make it longer", alice.UserID(), i) {
+			t.Fatalf("message %d after the restart: %q", i, b)
+		}
 	}
 }

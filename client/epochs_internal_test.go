@@ -127,3 +127,23 @@ func event(t *testing.T, id, typ string, m *mls.MLSMessage) json.RawMessage {
 		"content": map[string]string{"ciphertext": enc.EncodeToString(wire)}})
 	return b
 }
+
+// addMessage keeps the last MaxMessages and deletes the store entries of
+// those it drops.
+func TestAddMessageTrims(t *testing.T) {
+	r := &room{ID: "!r:a.test"}
+	for i := range MaxMessages + 5 {
+		r.addMessage(Message{EventID: fmt.Sprintf("$%d", i)})
+	}
+	if len(r.Messages) != MaxMessages || r.Messages[0].EventID != "$5" || r.MsgSeq != MaxMessages+5 {
+		t.Fatalf("kept %d messages from %s, seq %d", len(r.Messages), r.Messages[0].EventID, r.MsgSeq)
+	}
+	for seq := 1; seq <= 5; seq++ {
+		if v, ok := r.msgWrites[fmt.Sprintf("%s%012d", msgPrefix(r.ID), seq)]; !ok || v != nil {
+			t.Fatalf("message %d's entry is not deleted", seq)
+		}
+	}
+	if v := r.msgWrites[fmt.Sprintf("%s%012d", msgPrefix(r.ID), 6)]; v == nil {
+		t.Fatal("message 6's entry is not written")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -111,7 +112,14 @@ type room struct {
 	Broken          *Broken           `json:"broken,omitempty"`
 	Undecryptable   []Undecryptable   `json:"undecryptable,omitempty"`
 	Deferred        []json.RawMessage `json:"deferred,omitempty"`
-	Messages        []Message         `json:"messages,omitempty"`
+	// Messages are the room's decrypted messages, oldest first (the last
+	// MaxMessages). Each is its own store entry, "msg/<room>/<seq>", so a
+	// sync writes only the new ones, not the whole history.
+	Messages []Message `json:"-"`
+	// MsgSeq is the sequence number of the newest message.
+	MsgSeq int `json:"msg_seq,omitempty"`
+	// msgWrites are message entries to write (nil: delete) with the room.
+	msgWrites map[string][]byte
 	// MyAdds are the members each of this client's accepted commits
 	// added, by commit ID, so that a commit lost to a fork can be redone.
 	MyAdds   map[string][]Invitee `json:"my_adds,omitempty"`
@@ -183,9 +191,35 @@ func (c *Client) saveRoom(ctx context.Context, r *room, extra map[string][]byte)
 	return c.store.Put(ctx, extra)
 }
 
-// roomEntry adds the room's store entry (its MLS state serialised) to
-// entries.
+// msgPrefix is the store prefix of a room's messages.
+func msgPrefix(roomID string) string { return "msg/" + url.PathEscape(roomID) + "/" }
+
+// addMessage appends a message, to be written with the room, and drops
+// the oldest beyond MaxMessages.
+func (r *room) addMessage(m Message) {
+	if r.msgWrites == nil {
+		r.msgWrites = map[string][]byte{}
+	}
+	r.MsgSeq++
+	r.Messages = append(r.Messages, m)
+	b, _ := json.Marshal(m)
+	r.msgWrites[fmt.Sprintf("%s%012d", msgPrefix(r.ID), r.MsgSeq)] = b
+	if drop := len(r.Messages) - MaxMessages; drop > 0 {
+		first := r.MsgSeq - len(r.Messages) + 1
+		for seq := first; seq < first+drop; seq++ {
+			r.msgWrites[fmt.Sprintf("%s%012d", msgPrefix(r.ID), seq)] = nil
+		}
+		r.Messages = slices.Clone(r.Messages[drop:])
+	}
+}
+
+// roomEntry adds the room's store entry (its MLS state serialised) and
+// its new messages to entries.
 func roomEntry(r *room, entries map[string][]byte) error {
+	for k, v := range r.msgWrites {
+		entries[k] = v
+	}
+	r.msgWrites = nil
 	if r.group != nil {
 		st, err := r.group.MarshalState()
 		if err != nil {
@@ -215,6 +249,18 @@ func (c *Client) loadRooms(ctx context.Context) error {
 			if r.group, err = mls.LoadGroup(r.State, c.groupConfig()); err != nil {
 				return fmt.Errorf("reading the MLS state of %s: %w", r.ID, err)
 			}
+		}
+		msgs, err := c.store.List(ctx, msgPrefix(r.ID))
+		if err != nil {
+			return err
+		}
+		keys := slices.Sorted(maps.Keys(msgs))
+		for _, k := range keys {
+			var m Message
+			if err := json.Unmarshal(msgs[k], &m); err != nil {
+				return fmt.Errorf("reading stored message %s: %w", k, err)
+			}
+			r.Messages = append(r.Messages, m)
 		}
 		c.rooms[r.ID] = &r
 	}
@@ -917,7 +963,7 @@ func (c *Client) SendEvent(ctx context.Context, roomID, typ string, content any)
 			return "", fmt.Errorf("sending to %s: %w", roomID, err)
 		}
 		cb, _ := json.Marshal(content)
-		r.Messages = append(r.Messages, Message{EventID: out.EventID, Sender: c.acct.UserID, Device: c.acct.DeviceID,
+		r.addMessage(Message{EventID: out.EventID, Sender: c.acct.UserID, Device: c.acct.DeviceID,
 			Type: typ, Content: cb, TS: c.cfg.Now().UnixMilli(), Epoch: r.group.Epoch()})
 		return out.EventID, c.saveRoom(ctx, r, nil)
 	}

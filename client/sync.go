@@ -672,10 +672,7 @@ func (c *Client) handleMessage(r *room, ev *syncEvent, raw json.RawMessage, retr
 				}
 			}
 		}
-		r.Messages = append(r.Messages, msg)
-		if len(r.Messages) > MaxMessages {
-			r.Messages = r.Messages[len(r.Messages)-MaxMessages:]
-		}
+		r.addMessage(msg)
 		return
 	}
 	if err == nil && rec.Proposal != nil {
