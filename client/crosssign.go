@@ -195,12 +195,6 @@ func (c *Client) VerifyUser(ctx context.Context, userID, fingerprint string) err
 	if err != nil {
 		return err
 	}
-	if domainOf(userID) != c.ServerName() {
-		// Homeservers keep user-signing signatures only on their own
-		// users' master keys: for a remote user the verification is
-		// recorded on this client alone.
-		return c.store.Put(ctx, map[string][]byte{"verified-user/" + userID: []byte(pub)})
-	}
 	var res struct {
 		Failures map[string]map[string]any `json:"failures"`
 	}
@@ -210,6 +204,12 @@ func (c *Client) VerifyUser(ctx context.Context, userID, fingerprint string) err
 		return fmt.Errorf("uploading the signature of %s's master key: %w", userID, err)
 	}
 	if f := res.Failures[userID][keyName]; f != nil {
+		if domainOf(userID) != c.ServerName() {
+			// A homeserver that keeps signatures only on its own users'
+			// master keys: the verification is recorded on this client.
+			c.log.Info("the homeserver did not keep the signature of a remote user's master key; recorded on this client", "user", userID, "failure", f)
+			return c.store.Put(ctx, map[string][]byte{"verified-user/" + userID: []byte(pub)})
+		}
 		return fmt.Errorf("the server refused the signature of %s's master key: %v", userID, f)
 	}
 	return nil
@@ -343,6 +343,8 @@ func (c *Client) checkDevice(ctx context.Context, q *queryResult, d DeviceInfo, 
 		}
 		return nil
 	case VerifyCross:
+		// A verification recorded on this client (its homeserver would not
+		// keep the signature of a remote user's master key).
 		if v, err := c.store.Get(ctx, "verified-user/"+d.UserID); err == nil && string(v) == masterPub {
 			return nil
 		}

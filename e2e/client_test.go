@@ -3,8 +3,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -183,7 +186,12 @@ func TestClientFlowsAcrossServers(t *testing.T) {
 	}
 
 	// Carol on c.test (not yet in servers: the add puts her server in).
+	// Alice's verification of carol is kept by a.test: carol's master key,
+	// as a.test shows it to alice, carries alice's signature.
 	verify(t, ctx, alice, carol)
+	if !signedBy(t, h.server("a.test").URL, alice, carol.UserID()) {
+		t.Fatal("a.test does not show alice's signature on carol's master key")
+	}
 	if err := alice.Invite(ctx, roomID, carol.UserID()); err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +249,27 @@ func TestClientFlowsAcrossServers(t *testing.T) {
 	if st, _ := bob.Status(roomID); st.Membership != "leave" {
 		t.Fatalf("bob after leaving: %+v", st)
 	}
+}
+
+// signedBy reports whether target's master key, as by's server answers
+// by's /keys/query, carries a signature of by.
+func signedBy(t *testing.T, url string, by *client.Client, target string) bool {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"device_keys": map[string][]string{target: {}}})
+	req, _ := http.NewRequest("POST", url+"/_matrix/client/v3/keys/query", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+by.AccessToken())
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		MasterKeys map[string]struct {
+			Signatures map[string]map[string]string `json:"signatures"`
+		} `json:"master_keys"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return len(out.MasterKeys[target].Signatures[by.UserID()]) > 0
 }

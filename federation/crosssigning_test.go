@@ -109,3 +109,67 @@ func TestCrossSigningFromEvilServer(t *testing.T) {
 		t.Errorf("kept master %v, self-signing %v; want eve's master only", q.MasterKeys, q.SelfSigningKeys)
 	}
 }
+
+// TestSigningARemoteMasterKey: alice (a.test) verifies bob (b.test) by
+// signing his master key, fetched from b.test, with her user-signing key;
+// a.test keeps the signature and shows it on bob's master key to alice's
+// devices only. A signature on a key bob's server does not have is refused.
+func TestSigningARemoteMasterKey(t *testing.T) {
+	un := newUserNetwork(t, []string{"a.test", "b.test"}, nil)
+	a, b := un.hs["a.test"], un.hs["b.test"]
+	ctx := context.Background()
+	bob := registerWithKeys(t, b, "bob", "BOBDEV", 0)
+	alice := registerWithKeys(t, a, "alice", "ALICEDEV", 0)
+	carol := registerWithKeys(t, a, "carol", "CAROLDEV", 0)
+	bobMaster := userapitest.NewSigningKey(t, bob.userID, "master")
+	bobSelf := userapitest.NewSigningKey(t, bob.userID, "self_signing")
+	body, _ := json.Marshal(map[string]any{"master_key": bobMaster.Object(t), "self_signing_key": bobSelf.Object(t, bobMaster)})
+	if err := b.users.UploadSigningKeys(ctx, bob.userID, body); err != nil {
+		t.Fatal(err)
+	}
+	aliceMaster := userapitest.NewSigningKey(t, alice.userID, "master")
+	aliceUser := userapitest.NewSigningKey(t, alice.userID, "user_signing")
+	body, _ = json.Marshal(map[string]any{"master_key": aliceMaster.Object(t), "user_signing_key": aliceUser.Object(t, aliceMaster)})
+	if err := a.users.UploadSigningKeys(ctx, alice.userID, body); err != nil {
+		t.Fatal(err)
+	}
+	mk, err := userapi.ParseCrossSigningKey("master", bobMaster.Object(t), bob.userID, "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, _ := json.Marshal(map[string]any{bob.userID: map[string]any{mk.PublicKeyB64: aliceUser.Sign(t, bobMaster.Object(t))}})
+	if resp, err := a.users.UploadSignatures(ctx, alice.userID, sigs); err != nil || len(resp.Failures) != 0 {
+		t.Fatalf("alice signing bob's master key: %+v, %v", resp, err)
+	}
+	query := func(caller string) json.RawMessage {
+		q, err := a.users.QueryKeys(ctx, userapi.QueryKeysRequest{DeviceKeys: map[string][]string{bob.userID: nil}, Caller: caller})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q.MasterKeys[bob.userID]
+	}
+	usk, err := userapi.ParseCrossSigningKey("user", aliceUser.Object(t, aliceMaster), alice.userID, "user_signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gomatrixserverlib.VerifyJSON(alice.userID, gomatrixserverlib.KeyID(aliceUser.KeyID), ed25519.PublicKey(usk.PublicKey), query(alice.userID)); err != nil {
+		t.Fatalf("bob's master key as alice queries it has no valid signature of hers: %v", err)
+	}
+	var m struct {
+		Signatures map[string]map[string]string `json:"signatures"`
+	}
+	if err := json.Unmarshal(query(carol.userID), &m); err != nil || m.Signatures[alice.userID] != nil {
+		t.Fatalf("carol sees alice's signature on bob's master key: %+v %v", m, err)
+	}
+	// A key b.test does not hold for bob: refused, nothing stored.
+	other := userapitest.NewSigningKey(t, bob.userID, "master")
+	ok, err := userapi.ParseCrossSigningKey("master", other.Object(t), bob.userID, "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, _ = json.Marshal(map[string]any{bob.userID: map[string]any{ok.PublicKeyB64: aliceUser.Sign(t, other.Object(t))}})
+	resp, err := a.users.UploadSignatures(ctx, alice.userID, sigs)
+	if err != nil || resp.Failures[bob.userID][ok.PublicKeyB64].ErrCode != "M_NOT_FOUND" {
+		t.Fatalf("signing a master key bob does not have: %+v, %v", resp, err)
+	}
+}

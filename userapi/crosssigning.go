@@ -401,11 +401,19 @@ func (s *Service) UploadSignatures(ctx context.Context, userID string, body []by
 			if theirs, err = s.cfg.Store.CrossSigningKeys(ctx, target); err != nil {
 				return nil, fmt.Errorf("reading cross-signing keys of %s: %w", target, err)
 			}
+		} else if s.cfg.Remote != nil {
+			// A remote user's master key as its server gives it now: the
+			// signature is kept here, shown to the signer's own devices.
+			if resp, err := s.cfg.Remote.QueryKeys(ctx, serverOf(target), map[string][]string{target: {}}); err == nil {
+				if mk, ok := resp.MasterKeys[target]; ok {
+					theirs = map[string][]byte{UsageMaster: mk}
+				}
+			}
 		}
 		for _, id := range ids {
 			master, err := ParseCrossSigningKey("master key", theirs[UsageMaster], target, UsageMaster)
 			if err != nil || master.PublicKeyB64 != id {
-				fail(target, id, matrixerr.CodeNotFound, "%s is not the master key of %s known here (this server accepts signatures of the user-signing key on local users' master keys)", id, target)
+				fail(target, id, matrixerr.CodeNotFound, "%s is not the master key of %s known here (this server accepts signatures of the user-signing key on master keys it holds or can fetch from their server)", id, target)
 				continue
 			}
 			if usk == nil {

@@ -456,6 +456,11 @@ func (s *Service) QueryKeys(ctx context.Context, req QueryKeysRequest) (*QueryKe
 		for usage, keys := range map[string]map[string]json.RawMessage{UsageMaster: resp.MasterKeys, UsageSelfSigning: resp.SelfSigningKeys} {
 			for userID, js := range keys {
 				if _, asked := users[userID]; asked && serverOf(userID) == srv {
+					if usage == UsageMaster {
+						if js, err = s.withCallerSignatures(ctx, userID, js, req.Caller); err != nil {
+							return nil, err
+						}
+					}
 					out.addCrossSigningKeys(userID, map[string]json.RawMessage{usage: js})
 				}
 			}
@@ -649,4 +654,28 @@ func (s *Service) ListKeys(ctx context.Context, userID, deviceID string) (*ListK
 		}
 	}
 	return out, nil
+}
+
+// withCallerSignatures merges into a remote user's master key the
+// signatures caller uploaded on it (a verification of that user, kept
+// here and shown only to the caller's devices, as the Matrix spec has it).
+func (s *Service) withCallerSignatures(ctx context.Context, userID string, master json.RawMessage, caller string) (json.RawMessage, error) {
+	if caller == "" {
+		return master, nil
+	}
+	mk, err := ParseCrossSigningKey("master key", master, userID, UsageMaster)
+	if err != nil {
+		return master, nil // the remote server's answer, passed on as it is
+	}
+	sigs, err := s.cfg.Store.CrossSigningSignatures(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("reading signatures on keys of %s: %w", userID, err)
+	}
+	var on []storage.CrossSigningSignature
+	for _, sg := range sigs {
+		if sg.SignerUserID == caller && sg.TargetKeyID == mk.PublicKeyB64 {
+			on = append(on, sg)
+		}
+	}
+	return mergeSignatures(master, on)
 }
