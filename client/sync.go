@@ -68,18 +68,8 @@ func (c *Client) Sync(ctx context.Context, timeout time.Duration) error {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
 	c.mu.Lock()
-	since := c.acct.Since
-	c.mu.Unlock()
-	res, err := c.fetchSync(ctx, since, int(timeout/time.Millisecond))
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.acct.Since != since {
-		return nil // a commit's wait synced meanwhile: this answer is stale
-	}
-	return c.processSync(ctx, res)
+	return c.syncUnlocked(ctx, int(timeout/time.Millisecond))
 }
 
 func (c *Client) syncLocked(ctx context.Context, timeoutMS int) error {
@@ -102,7 +92,7 @@ func (c *Client) syncUnlocked(ctx context.Context, timeoutMS int) error {
 		return err
 	}
 	if c.acct.Since != since {
-		return nil
+		return nil // another call's sync went on meanwhile: this answer is stale
 	}
 	return c.processSync(ctx, res)
 }
@@ -329,34 +319,25 @@ func (c *Client) joinFromWelcome(ctx context.Context, r *room) error {
 // findCommit pages back through the room's history for the accepted
 // commit sent in epoch.
 func (c *Client) findCommit(ctx context.Context, roomID string, epoch uint64) (string, error) {
-	from := ""
-	for range 50 {
-		path := roomPath(roomID, "/messages?dir=b&limit=100")
-		if from != "" {
-			path += "&from=" + url.QueryEscape(from)
+	var found string
+	err := c.pageBack(ctx, roomID, "", func(raw json.RawMessage) bool {
+		var ev syncEvent
+		if json.Unmarshal(raw, &ev) != nil || ev.Type != c.cfg.Version.CommitType() {
+			return false
 		}
-		var page struct {
-			Chunk []syncEvent `json:"chunk"`
-			End   string      `json:"end"`
+		if _, m, err := mlsOf(&ev); err == nil && m.PrivateMessage.Epoch == epoch {
+			found = ev.EventID
+			return true
 		}
-		if err := c.call(ctx, "GET", path, nil, &page); err != nil {
-			return "", err
-		}
-		for i := range page.Chunk {
-			ev := &page.Chunk[i]
-			if ev.Type != c.cfg.Version.CommitType() {
-				continue
-			}
-			if _, m, err := mlsOf(ev); err == nil && m.PrivateMessage.Epoch == epoch {
-				return ev.EventID, nil
-			}
-		}
-		if page.End == "" || len(page.Chunk) == 0 {
-			break
-		}
-		from = page.End
+		return false
+	})
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("no accepted commit of epoch %d in the room's history", epoch)
+	if found == "" {
+		return "", fmt.Errorf("no accepted commit of epoch %d in the room's history", epoch)
+	}
+	return found, nil
 }
 
 // fetchFedMap reads the federation map of the room's current commit:
@@ -380,8 +361,37 @@ func (c *Client) fetchFedMap(ctx context.Context, roomID string) ([]byte, error)
 	return m.PrivateMessage.AuthenticatedData, nil
 }
 
-// MaxGapPages bounds how many /messages pages fill one timeline gap.
+// MaxGapPages bounds how many /messages pages one look back reads.
 const MaxGapPages = 100
+
+// pageBack reads the room's events newest first with /messages, from
+// the token from ("": the newest), until visit returns true, the history
+// ends or MaxGapPages pages were read.
+func (c *Client) pageBack(ctx context.Context, roomID, from string, visit func(json.RawMessage) bool) error {
+	for range MaxGapPages {
+		path := roomPath(roomID, "/messages?dir=b&limit=100")
+		if from != "" {
+			path += "&from=" + url.QueryEscape(from)
+		}
+		var page struct {
+			Chunk []json.RawMessage `json:"chunk"`
+			End   string            `json:"end"`
+		}
+		if err := c.call(ctx, "GET", path, nil, &page); err != nil {
+			return fmt.Errorf("reading the history of %s: %w", roomID, err)
+		}
+		for _, raw := range page.Chunk {
+			if visit(raw) {
+				return nil
+			}
+		}
+		if page.End == "" || len(page.Chunk) == 0 {
+			return nil
+		}
+		from = page.End
+	}
+	return nil
+}
 
 // fillGap pages /messages back from prevBatch until the event last (the
 // last one the client processed) and returns the events in between,
@@ -389,32 +399,18 @@ const MaxGapPages = 100
 // commits.
 func (c *Client) fillGap(ctx context.Context, roomID, prevBatch, last string) ([]json.RawMessage, error) {
 	var back []json.RawMessage
-	from := prevBatch
-	for range MaxGapPages {
-		var page struct {
-			Chunk []json.RawMessage `json:"chunk"`
-			End   string            `json:"end"`
+	err := c.pageBack(ctx, roomID, prevBatch, func(raw json.RawMessage) bool {
+		var ev struct {
+			EventID string `json:"event_id"`
 		}
-		if err := c.call(ctx, "GET", roomPath(roomID, "/messages?dir=b&limit=100&from="+url.QueryEscape(from)), nil, &page); err != nil {
-			return nil, fmt.Errorf("filling a timeline gap of %s: %w", roomID, err)
+		if json.Unmarshal(raw, &ev) == nil && ev.EventID == last {
+			return true
 		}
-		for _, raw := range page.Chunk {
-			var ev struct {
-				EventID string `json:"event_id"`
-			}
-			if json.Unmarshal(raw, &ev) == nil && ev.EventID == last {
-				slices.Reverse(back)
-				return back, nil
-			}
-			back = append(back, raw)
-		}
-		if page.End == "" || len(page.Chunk) == 0 {
-			break
-		}
-		from = page.End
-	}
+		back = append(back, raw)
+		return false
+	})
 	slices.Reverse(back)
-	return back, nil
+	return back, err
 }
 
 // handleEvent processes one timeline event of a joined room.
