@@ -72,8 +72,9 @@ func TestLateMessageAndEpochHistory(t *testing.T) {
 	}
 }
 
-// localMember is a client (no server) with a room whose group it created.
-func localMember(t *testing.T, userID string, history int) (*Client, *room) {
+// localMember is a client (no server) with a joined room whose group it
+// created.
+func localMember(t testing.TB, userID string, history int) (*Client, *room) {
 	t.Helper()
 	c := newClient(Config{EpochHistory: history})
 	var err error
@@ -81,7 +82,9 @@ func localMember(t *testing.T, userID string, history int) (*Client, *room) {
 		t.Fatal(err)
 	}
 	c.acct = account{UserID: userID, DeviceID: "D"}
-	c.alg, _ = c.cfg.Version.Algorithm(c.cfg.Suite)
+	if c.alg, err = c.cfg.Version.Algorithm(c.cfg.Suite); err != nil {
+		t.Fatal(err)
+	}
 	cred, err := c.credential()
 	if err != nil {
 		t.Fatal(err)

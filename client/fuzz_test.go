@@ -9,35 +9,11 @@ import (
 	"github.com/mlsmode/mlsmode/roomversion"
 )
 
-// fuzzRoom is a client with one joined room whose group it created.
-func fuzzRoom(f *testing.F) (*Client, *room) {
-	c := newClient(Config{})
-	var err error
-	if c.sign, err = mls.GenerateSigner(c.cfg.Suite); err != nil {
-		f.Fatal(err)
-	}
-	c.acct = account{UserID: "@a:a.test", DeviceID: "D"}
-	if c.alg, err = c.cfg.Version.Algorithm(c.cfg.Suite); err != nil {
-		f.Fatal(err)
-	}
-	cred, err := c.credential()
-	if err != nil {
-		f.Fatal(err)
-	}
-	g, err := mls.CreateGroup(mls.CreateParams{GroupID: []byte("!r:a.test"), Signer: c.sign, Credential: cred, Capabilities: Capabilities()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	r := c.roomOf("!r:a.test")
-	r.Membership, r.group, r.CommitID = "join", g, "$c0"
-	return c, r
-}
-
 // FuzzTimelineEvent feeds arbitrary timeline events (from the server: outside
 // input) to a joined room: nothing panics, and no event that is not a
 // commit the group can process moves the group on.
 func FuzzTimelineEvent(f *testing.F) {
-	c, r := fuzzRoom(f)
+	c, r := localMember(f, "@a:a.test", 0)
 	m, err := r.group.Encrypt([]byte(`{"type":"m.room.message","content":{"body":"x"}}`), nil)
 	if err != nil {
 		f.Fatal(err)
@@ -64,7 +40,7 @@ func FuzzTimelineEvent(f *testing.F) {
 // FuzzWelcomeContent feeds arbitrary m.mls.welcome to-device contents:
 // only a well-formed MLS Welcome for the client's algorithm is kept.
 func FuzzWelcomeContent(f *testing.F) {
-	c, _ := fuzzRoom(f)
+	c, _ := localMember(f, "@a:a.test", 0)
 	f.Add([]byte(`{"algorithm":"` + c.alg + `","room_id":"!r:a.test","welcome":"AAAA"}`))
 	f.Add([]byte(`{"room_id":1}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
