@@ -163,7 +163,7 @@ func (w *World) divergence() string {
 		}
 	}
 	for _, s := range w.servers {
-		ml := s.room.Mainline(cur)
+		ml := s.rp.Room().Mainline(cur)
 		if ml == nil {
 			return fmt.Sprintf("%s: the chain of %s is not linear down to epoch 0", s.name, cur.EventID())
 		}
@@ -172,7 +172,7 @@ func (w *World) divergence() string {
 			if i > 0 {
 				parent = ml[i-1]
 			}
-			if err := authrules.Check(c, parent, s.room.State(parent)); err != nil {
+			if err := authrules.Check(c, parent, s.rp.Room().State(parent)); err != nil {
 				return fmt.Sprintf("%s: commit %s of epoch %d fails the auth rules: %v", s.name, c.EventID(), c.Epoch(), err)
 			}
 		}
@@ -185,7 +185,7 @@ func (w *World) Report() (*Report, error) {
 	r := &Report{Config: w.cfg, Powers: slices.Clone(w.powers), SettledAfter: Duration(w.settled.Sub(start))}
 	s0 := w.servers[0]
 	cur := s0.current()
-	create := s0.room.Create()
+	create := s0.rp.Room().Create()
 	r.FinalEpoch, r.FinalCommit = cur.Epoch(), cur.EventID()
 
 	r.Events.Built = len(w.order)
@@ -198,7 +198,7 @@ func (w *World) Report() (*Report, error) {
 	r.Events.OwnSoftFailed = w.stats.ownSoftFailed
 	r.Events.QueueErrors = append([]string{}, w.stats.queueErrSamples...)
 
-	ml, err := stateres.Mainline(cur, create, s0.room)
+	ml, err := stateres.Mainline(cur, create, s0.rp.Room())
 	if err != nil {
 		return nil, fmt.Errorf("sim: the final chain: %w", err)
 	}
@@ -258,11 +258,11 @@ func (w *World) Report() (*Report, error) {
 	// Forks: the branches that lost, as state resolution names them.
 	var events []*rvEvent
 	for _, ev := range w.order {
-		if s0.room.Event(ev.EventID()) != nil {
+		if s0.rp.Room().Event(ev.EventID()) != nil {
 			events = append(events, ev)
 		}
 	}
-	losses, err := stateres.Losers(events, stateres.StateSet{Create: create, Commit: cur}, s0.room)
+	losses, err := stateres.Losers(events, stateres.StateSet{Create: create, Commit: cur}, s0.rp.Room())
 	if err != nil {
 		return nil, fmt.Errorf("sim: the losers: %w", err)
 	}
@@ -283,7 +283,7 @@ func (w *World) Report() (*Report, error) {
 	// servers) are one fork.
 	seenBranch := map[int]bool{}
 	for _, id := range branchOrder {
-		ct := w.ctOf(s0.room.Event(id))
+		ct := w.ctOf(s0.rp.Room().Event(id))
 		if seenBranch[ct] {
 			continue
 		}

@@ -28,9 +28,8 @@ type server struct {
 	down    int // > 0: down
 	clients []*client
 
-	// rp takes the room's events in; room is rp.Room().
+	// rp takes the room's events in and holds the room.
 	rp         *stateres.Replay
-	room       *authrules.MemRoom
 	softFailed map[string]string
 	store      *memStore
 	sched      *commitqueue.Scheduler
@@ -61,10 +60,10 @@ func (s *server) localNow() time.Time { return s.w.now.Add(s.skew) }
 
 // current returns the room's current commit on this server.
 func (s *server) current() *rvEvent {
-	if s.room == nil {
+	if s.rp.Room() == nil {
 		return nil
 	}
-	return s.room.Commit()
+	return s.rp.Room().Commit()
 }
 
 func (s *server) currentID() string {
@@ -80,8 +79,8 @@ func (s *server) currentCt() int { return s.w.ctOf(s.current()) }
 func (s *server) holds(id string) bool { return s.event(id) != nil }
 
 func (s *server) event(id string) *rvEvent {
-	if s.room != nil {
-		if ev := s.room.Event(id); ev != nil {
+	if s.rp.Room() != nil {
+		if ev := s.rp.Room().Event(id); ev != nil {
 			return ev
 		}
 	}
@@ -107,7 +106,7 @@ func (s *server) build(typ string, stateKey *string, content []byte, auth, prev 
 // otherwise.
 func (s *server) submit(typ string, stateKey *string, msg []byte, commitID string) (*rvEvent, error) {
 	w := s.w
-	auth := []string{s.room.Create().EventID()}
+	auth := []string{s.rp.Room().Create().EventID()}
 	if commitID != "" {
 		auth = append(auth, commitID)
 	}
@@ -151,7 +150,7 @@ func (s *server) receive(ev *rvEvent, from *server) error {
 			}
 		}
 	}
-	if s.room == nil && ev.Kind() != roomversion.EventCreate {
+	if s.rp.Room() == nil && ev.Kind() != roomversion.EventCreate {
 		return fmt.Errorf("sim: %s: %s arrived before the create event", s.name, ev.EventID())
 	}
 	sf, rejectErr, err := s.judge(ev)
@@ -212,7 +211,6 @@ func (s *server) receive(ev *rvEvent, from *server) error {
 // the rejection.
 func (s *server) judge(ev *rvEvent) (*authrules.SoftFail, error, error) {
 	v, err := s.rp.Take(ev)
-	s.room = s.rp.Room()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,7 +266,7 @@ func (a applier) Build(_ context.Context, pending, current *rvEvent) (*rvEvent, 
 		prev = append(prev, pending.EventID())
 	}
 	slices.Sort(prev)
-	return s.build(s.w.version.CommitType(), new(string), pending.Content(), []string{s.room.Create().EventID(), current.EventID()}, prev)
+	return s.build(s.w.version.CommitType(), new(string), pending.Content(), []string{s.rp.Room().Create().EventID(), current.EventID()}, prev)
 }
 
 // Apply takes the commit in and sends it.
@@ -312,7 +310,7 @@ func (s *server) sendMessage() error {
 		return nil
 	}
 	commit := s.event(c.atID)
-	if commit == nil || authrules.OnMainline(s.room, commit) == nil {
+	if commit == nil || authrules.OnMainline(s.rp.Room(), commit) == nil {
 		w.stats.refusedEpoch++
 		return nil
 	}

@@ -158,8 +158,8 @@ func (m *memStore) SetPendingCommitStatus(_ context.Context, eventID string, sta
 // rejected).
 func (m *memStore) Event(_ context.Context, eventID string) (*storage.StoredEvent, error) {
 	s := m.srv
-	if s.room != nil {
-		if ev := s.room.Event(eventID); ev != nil {
+	if s.rp.Room() != nil {
+		if ev := s.rp.Room().Event(eventID); ev != nil {
 			_, sf := s.softFailed[eventID]
 			return &storage.StoredEvent{Event: ev, SoftFailed: sf}, nil
 		}
@@ -173,10 +173,10 @@ func (m *memStore) Event(_ context.Context, eventID string) (*storage.StoredEven
 // CurrentState returns the room's current state.
 func (m *memStore) CurrentState(_ context.Context, roomID string) (storage.RoomState, error) {
 	s := m.srv
-	if s.room == nil || roomID != s.w.roomID {
+	if s.rp.Room() == nil || roomID != s.w.roomID {
 		return storage.RoomState{}, fmt.Errorf("current state of %s: %w", roomID, storage.ErrNotFound)
 	}
-	return storage.RoomState{CreateID: s.room.Create().EventID(), CommitID: s.currentID()}, nil
+	return storage.RoomState{CreateID: s.rp.Room().Create().EventID(), CommitID: s.currentID()}, nil
 }
 
 // EventReferences returns the commits naming eventID as a prev event (the
