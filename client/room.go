@@ -753,34 +753,16 @@ func (c *Client) Leave(ctx context.Context, roomID string) error {
 	return c.saveRoom(ctx, r, nil)
 }
 
-// proposeSelfRemove sends a Remove proposal for this device's leaf,
-// catching up and proposing again on 409.
+// proposeSelfRemove sends a Remove proposal for this device's leaf.
 func (c *Client) proposeSelfRemove(ctx context.Context, r *room) error {
-	for attempt := 0; ; attempt++ {
+	_, err := c.sendEncrypted(ctx, r.ID, func(r *room) (*mls.MLSMessage, error) {
 		m, err := r.group.ProposeRemove(r.group.LeafIndex(), nil)
 		if err != nil {
-			return fmt.Errorf("proposing to leave the group: %w", err)
+			return nil, fmt.Errorf("proposing to leave the group: %w", err)
 		}
-		wire, err := m.MarshalMLS()
-		if err != nil {
-			return err
-		}
-		if err := c.saveRoom(ctx, r, nil); err != nil {
-			return err
-		}
-		err = c.call(ctx, "PUT", withCommitID(roomPath(r.ID, "/send/m.room.encrypted/"+c.nextTxn()), r.CommitID),
-			map[string]string{"algorithm": c.alg, "ciphertext": b64.EncodeToString(wire)}, nil)
-		if IsErrcode(err, ErrcodeWrongEpoch) && attempt < 3 {
-			if err := c.syncLocked(ctx, 0); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("sending the proposal to leave %s: %w", r.ID, err)
-		}
-		return nil
-	}
+		return m, nil
+	})
+	return err
 }
 
 // commitProposals commits the proposals other members sent (members
@@ -924,7 +906,28 @@ func (c *Client) SendEvent(ctx context.Context, roomID, typ string, content any)
 	if err != nil {
 		return "", err
 	}
-	txn := c.nextTxn()
+	id, err := c.sendEncrypted(ctx, roomID, func(r *room) (*mls.MLSMessage, error) {
+		m, err := r.group.Encrypt(pt, nil)
+		if err != nil {
+			return nil, fmt.Errorf("encrypting: %w", err)
+		}
+		return m, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	r := c.rooms[roomID]
+	cb, _ := json.Marshal(content)
+	r.addMessage(Message{EventID: id, Sender: c.acct.UserID, Device: c.acct.DeviceID,
+		Type: typ, Content: cb, TS: c.cfg.Now().UnixMilli(), Epoch: r.group.Epoch()})
+	return id, c.saveRoom(ctx, r, nil)
+}
+
+// sendEncrypted sends the MLS message build makes from the room's current
+// group as m.room.encrypted, naming the commit the group is at. The group
+// state is stored before the send, so no key is ever used twice; on 409
+// it catches up and builds again (up to three times).
+func (c *Client) sendEncrypted(ctx context.Context, roomID string, build func(*room) (*mls.MLSMessage, error)) (string, error) {
 	for attempt := 0; ; attempt++ {
 		r, err := c.joinedRoom(roomID)
 		if err != nil {
@@ -936,9 +939,9 @@ func (c *Client) SendEvent(ctx context.Context, roomID, typ string, content any)
 		if r.Broken != nil {
 			return "", fmt.Errorf("room %s is broken: %s", roomID, r.Broken.Reason)
 		}
-		m, err := r.group.Encrypt(pt, nil)
+		m, err := build(r)
 		if err != nil {
-			return "", fmt.Errorf("encrypting: %w", err)
+			return "", err
 		}
 		wire, err := m.MarshalMLS()
 		if err != nil {
@@ -950,10 +953,9 @@ func (c *Client) SendEvent(ctx context.Context, roomID, typ string, content any)
 		var out struct {
 			EventID string `json:"event_id"`
 		}
-		err = c.call(ctx, "PUT", withCommitID(roomPath(roomID, "/send/m.room.encrypted/"+txn), r.CommitID),
+		err = c.call(ctx, "PUT", withCommitID(roomPath(roomID, "/send/m.room.encrypted/"+c.nextTxn()), r.CommitID),
 			map[string]string{"algorithm": c.alg, "ciphertext": b64.EncodeToString(wire)}, &out)
 		if IsErrcode(err, ErrcodeWrongEpoch) && attempt < 3 {
-			txn = c.nextTxn()
 			if err := c.syncLocked(ctx, 0); err != nil {
 				return "", err
 			}
@@ -962,9 +964,6 @@ func (c *Client) SendEvent(ctx context.Context, roomID, typ string, content any)
 		if err != nil {
 			return "", fmt.Errorf("sending to %s: %w", roomID, err)
 		}
-		cb, _ := json.Marshal(content)
-		r.addMessage(Message{EventID: out.EventID, Sender: c.acct.UserID, Device: c.acct.DeviceID,
-			Type: typ, Content: cb, TS: c.cfg.Now().UnixMilli(), Epoch: r.group.Epoch()})
-		return out.EventID, c.saveRoom(ctx, r, nil)
+		return out.EventID, nil
 	}
 }
